@@ -1,0 +1,37 @@
+# SynergAI Gateway: two commands on a fresh machine.
+#   make demo   -> creates .venv, installs, runs the demo stack
+#   make test   -> creates .venv, installs, runs lint + types + tests
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint types unit test-slow loadtest clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/synergai demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway workers loadtest tests
+	$(BIN)/ruff format --check gateway workers loadtest tests
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+test: lint types
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+loadtest: $(STAMP)
+	$(BIN)/synergai loadtest $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
