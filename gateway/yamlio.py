@@ -96,7 +96,8 @@ def format_validation_error(path: Path, raw: Any, errors: Sequence[Any]) -> Form
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # pydantic puts union/tag names in loc; keep only real keys and indexes.
         keys = [p for p in loc if isinstance(p, int) or (isinstance(p, str) and "[" not in p)]
-        where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in keys) or "<root>"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in keys).lstrip(".")
+        where = where or "<root>"
         msg = err["msg"]
         if err.get("type") == "extra_forbidden":
             msg = f"unknown key {keys[-1]!r}" if keys else "unknown key"
