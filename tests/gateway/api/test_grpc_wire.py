@@ -96,7 +96,9 @@ def test_varint_round_trips_through_protobuf(value: int) -> None:
 def test_stream_framing_wraps_bytes_unchanged() -> None:
     resp = pb.ModelInferResponse(model_name="m", model_version="1", id="abc")
     resp.raw_output_contents.append(b"\0" * 300)
-    wrapped = pb.ModelStreamInferResponse.FromString(stream_infer_response(resp.SerializeToString()))
+    wrapped = pb.ModelStreamInferResponse.FromString(
+        stream_infer_response(resp.SerializeToString())
+    )
     assert wrapped.error_message == ""
     assert wrapped.infer_response == resp
     err = pb.ModelStreamInferResponse.FromString(stream_error("shed: SLO 5 ms cannot be met ✗"))
