@@ -1,0 +1,1 @@
+"""Routing policies, one file each; the registry (``gateway.routing.registry``) names them."""

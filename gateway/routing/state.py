@@ -1,0 +1,119 @@
+"""Per-worker live state kept by :class:`gateway.routing.view.FleetView`.
+
+A :class:`WorkerState` is mutable on purpose: it is updated in place on every start, finish
+and shared-state observation, so that a routing decision reads a few attributes instead of
+rebuilding a snapshot. Policies only read it; the view alone writes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.prediction.model import Correction, PredictorConfig, expected_wait_ms
+from gateway.prediction.profiles import Profile
+from gateway.routing.types import WorkerInfo
+
+__all__ = ["DEFAULT_RTT_MS", "PEAK_EWMA_TAU_S", "WorkerState"]
+
+PEAK_EWMA_TAU_S = 10.0
+"""Decay time constant (s) of the peak-EWMA latency estimate (tower's and linkerd's default)."""
+DEFAULT_RTT_MS = 30.0
+"""Peak-EWMA estimate (ms) of a worker never observed yet (tower's ``default_rtt`` role)."""
+
+
+class WorkerState:
+    """What the view knows of one worker right now.
+
+    Attributes:
+        info: static facts (id, pool, arch, models, instances, rtt_ms).
+        profiles: this worker's profile per model it serves (models without one are absent).
+        out: outstanding requests used for routing (shared + local delta, or local when stale).
+        work_ms: predicted service ms of those requests.
+        local_out: requests this router started and has not seen finish.
+        local_work_ms: their predicted service ms.
+        shared_at: ``observed_at`` of the latest shared figures (``-inf``: none yet).
+        probe_healthy: last health-probe verdict.
+        ejected_until: no traffic before this time (s) after a failed request.
+        fails: consecutive failed requests.
+        ewma_ms: peak-EWMA of observed client latency (ms), for ``peak_ewma``.
+        corrections: online correction per model.
+    """
+
+    __slots__ = (
+        "corrections",
+        "d_out",
+        "d_work",
+        "ejected_until",
+        "entries",
+        "ewma_ms",
+        "ewma_t",
+        "fails",
+        "id",
+        "idx",
+        "info",
+        "instances",
+        "local_out",
+        "local_work_ms",
+        "out",
+        "pool",
+        "probe_healthy",
+        "profiles",
+        "rtt_ms",
+        "shared_at",
+        "shared_out",
+        "shared_work",
+        "work_ms",
+    )
+
+    def __init__(
+        self, idx: int, info: WorkerInfo, profiles: dict[str, Profile], cfg: PredictorConfig
+    ) -> None:
+        self.idx = idx
+        self.info = info
+        self.id = info.id
+        self.pool = info.pool
+        self.rtt_ms = info.rtt_ms
+        self.instances = max(1, info.instances)
+        self.profiles = profiles
+        self.corrections = {m: Correction(cfg) for m in profiles}
+        self.out = 0.0
+        self.work_ms = 0.0
+        self.local_out = 0
+        self.local_work_ms = 0.0
+        self.shared_at = -math.inf
+        self.shared_out = 0.0
+        self.shared_work = 0.0
+        self.d_out = 0.0
+        self.d_work = 0.0
+        self.probe_healthy = True
+        self.ejected_until = -math.inf
+        self.fails = 0
+        self.ewma_ms = DEFAULT_RTT_MS
+        self.ewma_t = -math.inf
+        self.entries: dict[str, list[object]] = {}
+
+    def available(self, now: float) -> bool:
+        """Healthy by probe and not ejected after a failure."""
+        return self.probe_healthy and self.ejected_until <= now
+
+    def wait_ms(self) -> float:
+        """Expected wait (ms) for a slot; see :func:`expected_wait_ms`."""
+        return expected_wait_ms(self.out, self.work_ms, self.instances)
+
+    def correction(self, model: str, now: float) -> float:
+        """Online correction factor for ``model`` at ``now`` (1.0 if unknown)."""
+        c = self.corrections.get(model)
+        return 1.0 if c is None else c.factor(now)
+
+    def peak_ewma_ms(self) -> float:
+        """Current peak-EWMA latency estimate (ms)."""
+        return self.ewma_ms
+
+    def observe_latency(self, latency_ms: float, now: float) -> None:
+        """Peak-EWMA update (tower): a peak is taken at once, a drop decays in with ``tau``."""
+        if latency_ms >= self.ewma_ms or self.ewma_t == -math.inf:
+            self.ewma_ms = latency_ms
+        else:
+            w = math.exp(-max(now - self.ewma_t, 0.0) / PEAK_EWMA_TAU_S)
+            self.ewma_ms = self.ewma_ms * w + latency_ms * (1.0 - w)
+        self.ewma_t = now

@@ -1,0 +1,297 @@
+"""The fleet as routing sees it: local in-flight state combined with the shared (Redis) view.
+
+Who calls what (the runner is the gateway or the simulator; policies only read):
+
+* ``start(worker, req, service_ms, now)`` when a request is sent; ``finish(...)`` when it
+  ends with the latency measured at the client (rtt included) or ``None`` if it failed. Pass
+  the same :class:`Request` object to both: the view remembers what it predicted at dispatch
+  and folds the outcome into the online correction (:mod:`gateway.prediction.model`).
+* ``apply_shared(worker, outstanding, work_ms, observed_at)``: fleet-wide figures (every
+  gateway's requests, this one's included). From then on the worker's load is
+  ``shared + (local starts - local finishes since that call)``. When the figures are older
+  than ``stale_after_s`` the worker falls back to this router's local view (its own
+  in-flight); :meth:`FleetView.stale` and ``rows()`` say so.
+* ``set_healthy(worker, healthy, now)`` from health probes. A failed request also ejects the
+  worker for ``eject_s`` seconds (outlier detection); the next success clears the count.
+
+Queries for policies: :meth:`FleetView.eligible` (every worker that can serve a model at a
+batch size) and :meth:`FleetView.pool_candidates` (the best available worker of each pool,
+O(pools) through :class:`gateway.routing.index.PoolIndex`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from gateway.prediction.model import PredictorConfig
+from gateway.prediction.profiles import Profile, ProfileBook
+from gateway.routing.index import PoolIndex, finite_or
+from gateway.routing.state import WorkerState
+from gateway.routing.types import Request, WorkerInfo
+
+__all__ = ["FleetView", "Truth", "WorkerState"]
+
+REFRESH_S = 0.25
+"""How often (router seconds) time-driven changes are re-checked: ejections ending, shared
+figures going stale."""
+
+
+class Truth(Protocol):
+    """What only a simulator knows (for the ``oracle`` policy); the gateway never has one."""
+
+    def completion_ms(self, worker: str, req: Request, now: float) -> float:
+        """True client latency (ms) ``req`` would see on ``worker`` if sent at ``now``."""
+
+
+class FleetView:
+    """Implements :class:`gateway.routing.types.RoutingView`; see the module docstring."""
+
+    def __init__(
+        self,
+        workers: Sequence[WorkerInfo],
+        profiles: ProfileBook,
+        *,
+        stale_after_s: float = 2.0,
+        eject_s: float = 1.0,
+        predictor: PredictorConfig | None = None,
+    ) -> None:
+        self.book = profiles
+        self.stale_after_s = stale_after_s
+        self.eject_s = eject_s
+        self.cfg = predictor or PredictorConfig()
+        self.truth: Truth | None = None
+        self._states: dict[str, WorkerState] = {}
+        self._order: list[WorkerState] = []
+        self._indexes: dict[str, dict[tuple[str, str], PoolIndex]] = {}
+        self._eligible: dict[tuple[str, int], tuple[WorkerState, ...]] = {}
+        self._inflight: dict[int, tuple[float, float, float]] = {}
+        self._ejected: list[WorkerState] = []
+        self._newest_shared = -math.inf
+        self._next_refresh = -math.inf
+        self._next_idx = 0
+        for info in workers:
+            self.add_worker(info)
+
+    # discovery -----------------------------------------------------------------------------
+    def add_worker(self, info: WorkerInfo) -> None:
+        """Add (or replace) a worker; models without a profile on its arch are ignored."""
+        if info.id in self._states:
+            self.remove_worker(info.id)
+        profs: dict[str, Profile] = {}
+        for m in info.models:
+            p = self.book.get(info.arch, m)
+            if p is not None:
+                profs[m] = p
+        s = WorkerState(self._next_idx, info, profs, self.cfg)
+        self._next_idx += 1
+        self._states[info.id] = s
+        self._order.append(s)
+        for m, p in profs.items():
+            by_pool = self._indexes.setdefault(m, {})
+            key = (info.pool, info.arch)
+            idx = by_pool.get(key)
+            if idx is None:
+                idx = by_pool[key] = PoolIndex(info.pool, info.arch, m, p)
+            idx.add(s, 0.0)
+        self._eligible.clear()
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker (its in-flight requests are dropped from the books)."""
+        s = self._states.pop(worker_id, None)
+        if s is None:
+            return
+        self._order.remove(s)
+        for m in s.profiles:
+            by_pool = self._indexes.get(m, {})
+            key = (s.info.pool, s.info.arch)
+            idx = by_pool.get(key)
+            if idx is not None:
+                idx.remove(s)
+                if not len(idx):
+                    del by_pool[key]
+            if not by_pool:
+                self._indexes.pop(m, None)
+        self._eligible.clear()
+
+    # queries ---------------------------------------------------------------------------
+    def workers(self) -> Sequence[WorkerInfo]:
+        """Every worker known to the view."""
+        return [s.info for s in self._order]
+
+    def states(self) -> Sequence[WorkerState]:
+        """Every worker's live state, in insertion order."""
+        return self._order
+
+    def state(self, worker_id: str) -> WorkerState:
+        """The live state of one worker (KeyError if unknown)."""
+        return self._states[worker_id]
+
+    def serves(self, model: str) -> bool:
+        """Whether some worker has a profile for ``model``."""
+        return model in self._indexes
+
+    def eligible(self, model: str, batch: int = 1) -> tuple[WorkerState, ...]:
+        """Workers with a profile for ``model`` that accepts ``batch`` (health not checked)."""
+        key = (model, batch)
+        hit = self._eligible.get(key)
+        if hit is None:
+            hit = tuple(
+                s for s in self._order if (p := s.profiles.get(model)) and p.supports(batch)
+            )
+            self._eligible[key] = hit
+        return hit
+
+    def pool_candidates(
+        self, model: str, batch: int, now: float
+    ) -> list[tuple[PoolIndex, WorkerState]]:
+        """Best available worker per pool for ``model`` (pools refusing ``batch`` skipped)."""
+        if now >= self._next_refresh:
+            self.refresh(now)
+        out = []
+        for idx in self._indexes.get(model, {}).values():
+            if batch <= idx.profile.max_batch:
+                s = idx.best(now)
+                if s is not None:
+                    out.append((idx, s))
+        return out
+
+    def stale(self, now: float) -> bool:
+        """Shared figures were seen once but none is fresher than ``stale_after_s``."""
+        return self._newest_shared > -math.inf and now - self._newest_shared > self.stale_after_s
+
+    def service_ms(self, s: WorkerState, model: str, batch: int, now: float) -> float:
+        """Corrected mean service time (ms) of ``model`` at ``batch`` on ``s`` (nan if none)."""
+        p = s.profiles.get(model)
+        return math.nan if p is None else s.correction(model, now) * p.mean(batch)
+
+    # runner events -------------------------------------------------------------------
+    def start(self, worker: str, req: Request, service_ms: float, now: float) -> None:
+        """A request was sent to ``worker``."""
+        s = self._states.get(worker)
+        if s is None:
+            return
+        if not math.isfinite(service_ms):
+            service_ms = self.service_ms(s, req.model, req.batch, now)
+            service_ms = 0.0 if math.isnan(service_ms) else service_ms
+        p = s.profiles.get(req.model)
+        if p is not None:
+            corr = s.corrections[req.model]
+            g0 = corr.log_factor(now)
+            svc = math.exp(g0) * p.p50(req.batch)
+            self._inflight[id(req)] = (g0, s.wait_ms() + svc, svc)
+        s.local_out += 1
+        s.local_work_ms += service_ms
+        s.d_out += 1
+        s.d_work += service_ms
+        self._settle(s, now)
+
+    def finish(
+        self, worker: str, req: Request, service_ms: float, latency_ms: float | None, now: float
+    ) -> None:
+        """A request sent to ``worker`` ended (``latency_ms`` None: it failed)."""
+        memo = self._inflight.pop(id(req), None)
+        s = self._states.get(worker)
+        if s is None:
+            return
+        if not math.isfinite(service_ms):
+            service_ms = 0.0
+        s.local_out = max(s.local_out - 1, 0)
+        s.local_work_ms = max(s.local_work_ms - service_ms, 0.0) if s.local_out else 0.0
+        s.d_out -= 1
+        s.d_work -= service_ms
+        if latency_ms is None:
+            s.fails += 1
+            s.ejected_until = now + self.eject_s
+            self._ejected.append(s)
+            self._next_refresh = min(self._next_refresh, s.ejected_until)
+        else:
+            s.fails = 0
+            s.observe_latency(latency_ms, now)
+            corr = s.corrections.get(req.model)
+            if memo is not None and corr is not None:
+                g0, pred, svc = memo
+                corr.observe(now, latency_ms - s.rtt_ms, pred, svc, g0)
+        self._settle(s, now)
+
+    def apply_shared(
+        self, worker: str, outstanding: int, work_ms: float, observed_at: float
+    ) -> None:
+        """Fleet-wide figures for ``worker`` as of ``observed_at`` (this router's included)."""
+        s = self._states.get(worker)
+        if s is None or observed_at < s.shared_at:
+            return
+        s.shared_out = float(outstanding)
+        s.shared_work = float(work_ms)
+        s.shared_at = observed_at
+        s.d_out = 0.0
+        s.d_work = 0.0
+        self._newest_shared = max(self._newest_shared, observed_at)
+        self._settle(s, observed_at)
+
+    def set_healthy(self, worker: str, healthy: bool, now: float) -> None:
+        """Health from probes; an unhealthy worker gets no traffic."""
+        s = self._states.get(worker)
+        if s is None:
+            return
+        s.probe_healthy = healthy
+        if healthy:
+            s.ejected_until = -math.inf
+            s.fails = 0
+        self._settle(s, now)
+
+    def refresh(self, now: float) -> None:
+        """Apply time-driven changes: ejections that ended, shared figures gone stale."""
+        self._next_refresh = now + REFRESH_S
+        if self._ejected:
+            still = []
+            for s in self._ejected:
+                if s.ejected_until <= now:
+                    self._settle(s, now)
+                else:
+                    still.append(s)
+            self._ejected = still
+        if self._newest_shared > -math.inf:
+            for s in self._order:
+                stale = s.shared_at > -math.inf and now - s.shared_at > self.stale_after_s
+                if stale and s.out != s.local_out:
+                    self._settle(s, now)
+
+    def _settle(self, s: WorkerState, now: float) -> None:
+        """Recompute the load used for routing and re-key the worker in its indexes."""
+        if s.shared_at > -math.inf and now - s.shared_at <= self.stale_after_s:
+            s.out = max(s.shared_out + s.d_out, float(s.local_out), 0.0)
+            s.work_ms = max(s.shared_work + s.d_work, s.local_work_ms, 0.0)
+        else:
+            s.out = float(s.local_out)
+            s.work_ms = s.local_work_ms
+        for m in s.profiles:
+            idx = self._indexes[m].get((s.info.pool, s.info.arch))
+            if idx is not None:
+                idx.update(s, now)
+
+    # introspection ---------------------------------------------------------------------
+    def rows(self, now: float) -> list[dict[str, Any]]:
+        """Per-worker live state for ``/synergai/v1/workers`` (JSON-ready)."""
+        out = []
+        for s in self._order:
+            staleness = now - s.shared_at if s.shared_at > -math.inf else None
+            out.append(
+                {
+                    "id": s.id,
+                    "pool": s.pool,
+                    "arch": s.info.arch,
+                    "healthy": s.available(now),
+                    "probe_healthy": s.probe_healthy,
+                    "outstanding": s.out,
+                    "local_outstanding": s.local_out,
+                    "work_ms": round(s.work_ms, 3),
+                    "predicted_wait_ms": round(s.wait_ms(), 3),
+                    "correction": {m: round(s.correction(m, now), 4) for m in s.profiles},
+                    "peak_ewma_ms": round(finite_or(s.ewma_ms, 0.0), 3),
+                    "staleness_s": None if staleness is None else round(staleness, 3),
+                    "stale": staleness is not None and staleness > self.stale_after_s,
+                }
+            )
+        return out

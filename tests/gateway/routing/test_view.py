@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gateway.prediction.profiles import ProfileBook
+from gateway.routing.types import Request, WorkerInfo
+from gateway.routing.view import FleetView
+
+
+def test_serves_and_eligible(view: FleetView) -> None:
+    assert view.serves("m") and view.serves("tiny") and not view.serves("nope")
+    assert [s.id for s in view.eligible("m", 1)] == ["e0", "e1", "c0"]
+    assert [s.id for s in view.eligible("m", 8)] == ["c0"]  # edge max_batch 4
+    assert [s.id for s in view.eligible("tiny")] == ["e0", "e1"]
+
+
+def test_start_finish_local(view: FleetView) -> None:
+    r = Request("m", 50.0)
+    view.start("e0", r, 10.0, 0.0)
+    s = view.state("e0")
+    assert (s.out, s.work_ms, s.local_out) == (1.0, 10.0, 1)
+    assert s.wait_ms() == pytest.approx(5.0)  # k=1, n=1: s/2
+    view.finish("e0", r, 10.0, 11.0, 0.011)
+    assert (s.out, s.work_ms) == (0.0, 0.0)
+
+
+def test_shared_plus_local_delta_then_stale(view: FleetView) -> None:
+    s = view.state("c0")
+    view.apply_shared("c0", 5, 50.0, observed_at=1.0)
+    assert (s.out, s.work_ms) == (5.0, 50.0)
+    r = Request("m", 50.0)
+    view.start("c0", r, 10.0, 1.1)
+    assert (s.out, s.work_ms) == (6.0, 60.0)
+    assert not view.stale(2.0)
+    view.refresh(3.5)  # 2.5 s after the observation: stale -> local view only
+    assert view.stale(3.5)
+    assert (s.out, s.work_ms) == (1.0, 10.0)
+    row = next(r for r in view.rows(3.5) if r["id"] == "c0")
+    assert row["stale"] and row["staleness_s"] == pytest.approx(2.5)
+
+
+def test_pool_candidates_best_per_pool(view: FleetView) -> None:
+    view.start("e0", Request("m", 50.0), 10.0, 0.0)
+    cands = {idx.pool: s.id for idx, s in view.pool_candidates("m", 1, 0.0)}
+    assert cands == {"edge": "e1", "cloud": "c0"}
+    assert view.pool_candidates("m", 8, 0.0)[0][1].id == "c0"
+
+
+def test_failure_ejects_then_recovers(view: FleetView) -> None:
+    r = Request("m", 50.0)
+    view.start("e0", r, 10.0, 0.0)
+    view.finish("e0", r, 10.0, None, 0.1)
+    assert not view.state("e0").available(0.5)
+    assert {s.id for _, s in view.pool_candidates("m", 1, 0.5)} == {"e1", "c0"}
+    view.start("e1", Request("m", 50.0), 10.0, 0.5)  # e1 now worse than e0 once e0 is back
+    assert {s.id for _, s in view.pool_candidates("m", 1, 1.2)} == {"e0", "c0"}
+
+
+def test_unhealthy_gets_nothing(view: FleetView) -> None:
+    view.set_healthy("c0", False, 0.0)
+    assert [i.pool for i, _ in view.pool_candidates("m", 1, 0.0)] == ["edge"]
+    view.set_healthy("c0", True, 1.0)
+    assert len(view.pool_candidates("m", 1, 1.0)) == 2
+
+
+def test_correction_learns_a_slow_worker(view: FleetView) -> None:
+    t = 0.0
+    for _ in range(40):
+        r = Request("m", 100.0)
+        view.start("e0", r, 10.0, t)
+        t += 0.03
+        view.finish("e0", r, 10.0, 1.0 + 30.0, t)  # 3x the profile's p50 of 10 ms
+    c = view.state("e0").correction("m", t)
+    assert 2.5 < c < 3.2
+    assert view.state("e0").correction("m", t + 60) < 1.2  # decays: trusted again
+
+
+def test_add_remove_worker(view: FleetView, book: ProfileBook) -> None:
+    view.add_worker(WorkerInfo("c1", "cloud", "cloud", ("m",), 1, 20.0))
+    assert "c1" in [s.id for s in view.eligible("m")]
+    view.remove_worker("c1")
+    view.remove_worker("e0")
+    view.remove_worker("e1")
+    assert not view.serves("tiny")
+    assert [w.id for w in view.workers()] == ["c0"]
+
+
+def test_rows_json_ready(view: FleetView) -> None:
+    rows = view.rows(0.0)
+    assert {
+        "id",
+        "pool",
+        "arch",
+        "healthy",
+        "outstanding",
+        "work_ms",
+        "predicted_wait_ms",
+        "correction",
+        "staleness_s",
+    } <= set(rows[0])
+    assert rows[0]["correction"] == {"m": 1.0, "tiny": 1.0}
+    assert rows[0]["staleness_s"] is None
+    assert not math.isnan(rows[0]["work_ms"])
