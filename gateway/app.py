@@ -1,0 +1,202 @@
+"""``create_app(settings)``: build one gateway app; nothing is shared between apps.
+
+Everything (profiles, view, policy, upstream clients, Redis store, metrics registry,
+collectors) is created per call and owned by the app; the lifespan starts and stops what needs
+the event loop. Tests inject fakes through :class:`AppDeps`; production passes only settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api.ops import build_ops_router
+from gateway.api.rest import build_rest_router
+from gateway.core.clock import Clock, MonotonicClock
+from gateway.errors import BadRequest, GatewayError
+from gateway.observability.metrics import GatewayMetrics
+from gateway.prediction.profiles import ProfileBook, load_profiles
+from gateway.routing.registry import make_policy
+from gateway.routing.types import Policy
+from gateway.routing.view import FleetView
+from gateway.service import InferenceService, ServiceConfig
+from gateway.settings import Settings
+from gateway.state.collectors import HealthProber, Periodic, SharedStateRefresher
+from gateway.state.store import NullStore, StateStore
+from gateway.upstream.base import Upstream, make_http_upstream
+
+__all__ = ["AppDeps", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+
+
+@dataclass
+class AppDeps:
+    """Optional replacements for what ``create_app`` would build (tests, benchmarks).
+
+    Attributes:
+        clock: time source (default: monotonic).
+        store: shared state (default: Redis at ``settings.redis_url``, else embedded Valkey).
+        upstreams: upstream per protocol (default: the configured REST client).
+        profiles: profile book (default: loaded from ``settings.profiles_dir()``).
+        policy: routing policy (default: ``make_policy(settings.policy, ...)``).
+        collectors: run the health prober and shared-state refresher (default: yes).
+        extra_routers: callables that add routes to the app (the gRPC/UI wiring hooks).
+    """
+
+    clock: Clock | None = None
+    store: StateStore | None = None
+    upstreams: Mapping[str, Upstream] | None = None
+    profiles: ProfileBook | None = None
+    policy: Policy | None = None
+    collectors: bool = True
+    extra_routers: list[Callable[[FastAPI, InferenceService], None]] = field(default_factory=list)
+
+
+def _error(exc: GatewayError) -> Response:
+    return Response(exc.json_body(), exc.http_status, exc.headers(), media_type=_JSON)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to ``{"error": ...}`` with the right status: never a stack trace."""
+
+    async def gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return _error(exc)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        err = GatewayError(str(exc.detail))
+        return Response(err.json_body(), exc.status_code, exc.headers, media_type=_JSON)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        return _error(BadRequest(f"invalid request: {exc}"))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return _error(GatewayError("internal error"))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
+    """Build a gateway app from validated settings.
+
+    Args:
+        settings: the gateway's settings.
+        deps: optional replacements (tests); see :class:`AppDeps`.
+
+    Raises:
+        FormatError: the profiles directory is invalid.
+        ValueError: unknown policy name.
+    """
+    deps = deps or AppDeps()
+    clock = deps.clock or MonotonicClock()
+    profiles = deps.profiles or load_profiles(settings.profiles_dir())
+    view = FleetView(settings.worker_infos(), profiles, stale_after_s=settings.stale_after_s)
+    policy = deps.policy or make_policy(settings.policy, profiles, seed=settings.seed)
+    metrics = GatewayMetrics()
+    upstreams: dict[str, Upstream] = dict(deps.upstreams or {})
+    if "http" not in upstreams:
+        upstreams["http"] = make_http_upstream(
+            settings.upstream,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_connections_per_worker=settings.max_connections_per_worker,
+        )
+    service = InferenceService(
+        view,
+        policy,
+        NullStore(),
+        upstreams,
+        metrics,
+        clock,
+        random.Random(settings.seed),
+        ServiceConfig(
+            models=settings.models,
+            default_slo_ms=settings.default_slo_ms,
+            request_timeout_s=settings.request_timeout_s,
+            max_inflight=settings.max_inflight,
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded = None
+        store = deps.store
+        if store is None:
+            from gateway.state.redis_store import RedisStore
+
+            url = settings.redis_url
+            if url is None:
+                from gateway.embedded import EmbeddedValkey
+
+                embedded = EmbeddedValkey()
+                url = await asyncio.to_thread(embedded.start)
+            store = RedisStore(
+                url,
+                clock,
+                prefix=settings.redis_prefix,
+                timeout_s=settings.redis_timeout_s,
+                lease_ttl_s=settings.lease_ttl_s,
+                backoff_max_s=settings.redis_backoff_max_s,
+            )
+        await store.start()
+        service.store = store
+        for up in service.upstreams.values():
+            await up.start()
+        loops: list[Periodic] = []
+        if deps.collectors:
+            refresher = SharedStateRefresher(service, store, metrics, clock)
+            prober = HealthProber(service, timeout_s=min(1.0, settings.health_interval_s))
+            loops = [
+                Periodic("refresh", refresher.tick, settings.refresh_interval_s),
+                Periodic("health", prober.tick, settings.health_interval_s),
+            ]
+            for loop in loops:
+                loop.start()
+        app.state.store = store
+        try:
+            yield
+        finally:
+            for loop in loops:
+                await loop.stop()
+            await service.drain()
+            for up in service.upstreams.values():
+                await up.close()
+            await store.close()
+            service.store = NullStore()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    app = FastAPI(
+        title="SynergAI Gateway",
+        summary="KServe v2 gateway for fleets of NVIDIA Triton servers",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    app.include_router(build_rest_router(service, settings.max_body_bytes))
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.include_router(build_ops_router(service, metrics, token))
+    from gateway.ui import RegistrySource, ui_router
+
+    app.include_router(ui_router(RegistrySource(metrics.registry)))
+    for hook in deps.extra_routers:
+        hook(app, service)
+    return app

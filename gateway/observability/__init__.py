@@ -1,0 +1,1 @@
+"""Metrics and logging of one gateway app (no process-wide registries)."""

@@ -1,0 +1,93 @@
+"""Every metric the gateway exports, in one place, on a registry owned by one app.
+
+Names and labels are a contract (DESIGN.md §8). A :class:`GatewayMetrics` is created per
+``create_app`` call with its own ``CollectorRegistry``, so two apps in one process (tests,
+``bench --gateways N`` in-process) never share or clash.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+_LATENCY_BUCKETS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
+_DECISION_BUCKETS = (
+    5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3,
+)  # fmt: skip
+_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """The gateway's Prometheus metrics (DESIGN.md §8 names)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "synergai_requests",
+            "Inference requests answered, by model, pool, worker, policy and status code.",
+            ["model", "pool", "worker", "policy", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "synergai_request_duration_seconds",
+            "Gateway-side response time of inference requests (arrival to answer).",
+            ["model", "pool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.slo_violations = Counter(
+            "synergai_slo_violations",
+            "Requests not answered successfully within their SLO (late, shed, failed).",
+            ["model", "priority", "reason"],
+            registry=r,
+        )
+        self.prediction_error = Histogram(
+            "synergai_prediction_error_ratio",
+            "Actual over predicted response time of successful requests.",
+            ["pool"],
+            buckets=_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.outstanding = Gauge(
+            "synergai_worker_outstanding",
+            "Requests in flight on a worker, all gateways (shared state).",
+            ["worker"],
+            registry=r,
+        )
+        self.decision = Histogram(
+            "synergai_routing_decision_seconds",
+            "Time spent in policy.choose.",
+            buckets=_DECISION_BUCKETS,
+            registry=r,
+        )
+        self.shed = Counter(
+            "synergai_shed",
+            "Requests refused before reaching a worker, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.staleness = Gauge(
+            "synergai_state_staleness_seconds",
+            "Age of the newest shared-state snapshot applied to the routing view.",
+            registry=r,
+        )
+        self.state_errors = Counter(
+            "synergai_state_errors",
+            "Shared-state (Redis) calls that failed or were skipped while backing off.",
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "synergai_upstream_errors",
+            "Requests that failed talking to a worker (connect, reset, timeout).",
+            ["worker", "kind"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this app's registry."""
+        return generate_latest(self.registry)

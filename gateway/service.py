@@ -1,0 +1,385 @@
+"""The protocol-agnostic request path, shared by the REST and gRPC front doors.
+
+One inference request, whatever protocol it came in on::
+
+    hints (header/metadata > parameters > model default)  -> Request
+    policy.choose(request, view, now, rng)                 -> Decision (pure, sync)
+    view.start; store.reserve  (concurrently with the forward: no round trip on the path)
+    upstream.call(worker, target, body bytes, headers)     -> UpstreamResponse (bytes)
+    view.finish; store.release (in the background, after the answer is sent)
+    metrics
+
+A front door parses only what routing needs (model, version, batch, hint values) and hands
+the request over as bytes in an :class:`InferCall`; the :class:`Upstream` registered for the
+call's ``protocol`` forwards them. The REST door registers ``"http"``; the gRPC door
+registers ``"grpc"`` (a ``grpc.aio`` upstream taking serialized ``ModelInferRequest`` bytes,
+``target`` = the method name) and calls the same :meth:`InferenceService.infer`.
+
+Errors are :class:`gateway.errors.GatewayError` subclasses; a worker's own error answer is
+returned (``result.response.ok`` false), not raised, so it passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core.clock import Clock
+from gateway.core.hints import Hints, RawHints, resolve_hints
+from gateway.errors import GatewayError, ModelNotFound, NoHealthyWorker, Shed, UpstreamTimeout
+from gateway.observability.metrics import GatewayMetrics
+from gateway.routing.types import Decision, Policy, Request, WorkerInfo
+from gateway.settings import ModelDefaults
+from gateway.state.store import Lease, StateStore, WorkerLoad
+from gateway.upstream.base import Upstream, UpstreamResponse
+
+__all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class InferCall:
+    """One inference request as a front door hands it over.
+
+    Attributes:
+        model: model name.
+        version: model version, or ``None``.
+        target: where it goes on the worker: the HTTP path (``/v2/models/m/infer``) or the
+            gRPC method name.
+        body: the request bytes, forwarded unchanged (REST body, serialized protobuf).
+        headers: headers / metadata to forward to the worker (already filtered).
+        hints: hint values from headers / metadata (lower-case names, raw values).
+        parameters: the request's ``parameters`` (hints may be there too).
+        batch: items in the request (first dimension of the first input).
+        protocol: which registered upstream forwards it (``"http"``, ``"grpc"``).
+    """
+
+    model: str
+    version: str | None
+    target: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    hints: RawHints = field(default_factory=dict)
+    parameters: RawHints = field(default_factory=dict)
+    batch: int = 1
+    protocol: str = "http"
+
+
+@dataclass(slots=True)
+class InferResult:
+    """A worker's answer and how it was routed."""
+
+    response: UpstreamResponse
+    worker: WorkerInfo
+    decision: Decision
+    policy: str
+    latency_ms: float
+
+    def routing_headers(self) -> dict[str, str]:
+        """``x-synergai-*`` response headers / trailing metadata (DESIGN.md §6)."""
+        pred = self.decision.predicted_ms
+        return {
+            "x-synergai-worker": self.worker.id,
+            "x-synergai-pool": self.worker.pool,
+            "x-synergai-predicted-ms": "nan" if math.isnan(pred) else f"{pred:.3f}",
+            "x-synergai-policy": self.policy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The settings the request path needs (a slice of :class:`gateway.settings.Settings`)."""
+
+    models: Mapping[str, ModelDefaults] = field(default_factory=dict)
+    default_slo_ms: float = 1000.0
+    request_timeout_s: float = 30.0
+    max_inflight: int = 4096
+
+
+class InferenceService:
+    """The request path; one per app, built by ``create_app``.
+
+    Args:
+        view: the routing view (``gateway.routing.view.FleetView``).
+        policy: the routing policy.
+        store: shared state (Redis); fail-open.
+        upstreams: an :class:`Upstream` per protocol name.
+        metrics: this app's metrics.
+        clock: the time source for routing (seconds).
+        rng: the policy's random source.
+        config: request-path settings.
+        gateway_id: prefix of lease tokens (unique per process).
+    """
+
+    def __init__(
+        self,
+        view: Any,
+        policy: Policy,
+        store: StateStore,
+        upstreams: Mapping[str, Upstream],
+        metrics: GatewayMetrics,
+        clock: Clock,
+        rng: random.Random,
+        config: ServiceConfig,
+        gateway_id: str | None = None,
+    ) -> None:
+        self.view = view
+        self.policy = policy
+        self.store = store
+        self.upstreams: dict[str, Upstream] = dict(upstreams)
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng
+        self.config = config
+        self.gateway_id = gateway_id or uuid.uuid4().hex[:12]
+        self._seq = itertools.count()
+        self._workers: dict[str, WorkerInfo] = {w.id: w for w in view.workers()}
+        self._healthy: dict[str, bool] = dict.fromkeys(self._workers, True)
+        self._drained: set[str] = set()
+        self._meta_rr = itertools.count()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.inflight = 0
+        self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
+        """Hook called with every shared-state figure (metrics; issue 7 reconciliation)."""
+
+    # -- fleet membership and health (collectors and discovery call these) --------------------
+
+    def workers(self) -> Sequence[WorkerInfo]:
+        """Every known worker."""
+        return list(self._workers.values())
+
+    def worker(self, worker_id: str) -> WorkerInfo | None:
+        """A worker by id."""
+        return self._workers.get(worker_id)
+
+    def add_worker(self, info: WorkerInfo) -> None:
+        """Start routing to a new worker (discovery)."""
+        self._workers[info.id] = info
+        self._healthy.setdefault(info.id, True)
+        self.view.add_worker(info)
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Stop routing to a worker (discovery); requests in flight finish normally."""
+        self._workers.pop(worker_id, None)
+        self._healthy.pop(worker_id, None)
+        self.view.remove_worker(worker_id)
+
+    def set_healthy(self, worker_id: str, healthy: bool) -> None:
+        """Record a health verdict (probe or outlier detection)."""
+        if worker_id in self._workers:
+            self._healthy[worker_id] = healthy
+            routable = healthy and worker_id not in self._drained
+            self.view.set_healthy(worker_id, routable, self.clock.now())
+
+    def healthy(self, worker_id: str) -> bool:
+        """Last health verdict of a worker (a drained worker may still be healthy)."""
+        return self._healthy.get(worker_id, False)
+
+    def drained(self, worker_id: str) -> bool:
+        """Whether an operator drained the worker (no new requests)."""
+        return worker_id in self._drained
+
+    def set_drained(self, worker_id: str, drained: bool) -> None:
+        """Drain (no new requests; in-flight ones finish) or undrain a worker."""
+        if drained:
+            self._drained.add(worker_id)
+        else:
+            self._drained.discard(worker_id)
+        self.set_healthy(worker_id, self._healthy.get(worker_id, False))
+
+    def serves(self, model: str) -> bool:
+        """Whether any configured worker serves ``model``."""
+        return bool(self.view.serves(model))
+
+    def ready(self) -> bool:
+        """Ready when at least one worker is healthy and not drained."""
+        return any(h and w not in self._drained for w, h in self._healthy.items())
+
+    def model_defaults(self, model: str) -> ModelDefaults:
+        """Hint defaults of ``model``."""
+        found = self.config.models.get(model)
+        return found if found is not None else ModelDefaults(slo_ms=self.config.default_slo_ms)
+
+    def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None:
+        """Feed a fleet-wide figure to the view (and metrics)."""
+        if worker_id in self._workers:
+            self.view.apply_shared(worker_id, load.outstanding, load.work_ms, observed_at)
+            self.metrics.outstanding.labels(worker_id).set(load.outstanding)
+            if self.on_shared is not None:
+                self.on_shared(worker_id, load, observed_at)
+
+    # -- the request path -----------------------------------------------------------------------
+
+    def resolve(self, call: InferCall) -> Hints:
+        """Validated hints of ``call`` (header > parameters > model default)."""
+        d = self.model_defaults(call.model)
+        return resolve_hints(call.hints, call.parameters, d.slo_ms, d.priority, d.category)
+
+    def _shed(self, req: Request, decision: Decision) -> GatewayError:
+        serving = [w for w in self._workers.values() if req.model in w.models]
+        if not any(
+            self._healthy.get(w.id, False) and w.id not in self._drained for w in serving
+        ) or decision.reason in (
+            "no_worker",
+            "unavailable",
+            "no_healthy",
+        ):
+            self.metrics.shed.labels("no_worker").inc()
+            self.metrics.slo_violations.labels(req.model, str(req.priority), "shed").inc()
+            return NoHealthyWorker(f"no healthy worker serves model '{req.model}'")
+        self.metrics.shed.labels(decision.reason).inc()
+        self.metrics.slo_violations.labels(req.model, str(req.priority), "shed").inc()
+        retry = (
+            max(1, math.ceil(decision.predicted_ms / 1000.0)) if decision.predicted_ms > 0 else 1
+        )
+        return Shed(
+            f"model '{req.model}': SLO {req.slo_ms:g} ms cannot be met ({decision.reason})",
+            retry_after_s=retry,
+            why=decision.reason,
+        )
+
+    async def infer(self, call: InferCall) -> InferResult:
+        """Route and forward one inference request; see the module docstring.
+
+        Raises:
+            BadRequest: a hint is malformed.
+            ModelNotFound: no worker serves the model.
+            Shed: the policy shed it, or the gateway is at ``max_inflight``.
+            NoHealthyWorker: every worker serving the model is down.
+            UpstreamTimeout, UpstreamError: the worker did not answer.
+        """
+        if not self.view.serves(call.model):
+            raise ModelNotFound(f"unknown model '{call.model}'")
+        hints = self.resolve(call)
+        upstream = self.upstreams.get(call.protocol)
+        if upstream is None:
+            raise GatewayError(f"no upstream registered for protocol {call.protocol!r}")
+        if self.inflight >= self.config.max_inflight:
+            self.metrics.shed.labels("overload").inc()
+            self.metrics.slo_violations.labels(call.model, str(hints.priority), "shed").inc()
+            raise Shed("gateway overloaded", retry_after_s=1, why="overload")
+        now = self.clock.now()
+        req = Request(call.model, hints.slo_ms, call.batch, hints.priority, hints.category, now)
+        t0 = time.perf_counter()
+        decision = self.policy.choose(req, self.view, now, self.rng)
+        self.metrics.decision.observe(time.perf_counter() - t0)
+        wid = decision.worker
+        worker = self._workers.get(wid) if wid is not None else None
+        if worker is None:
+            raise self._shed(req, decision)
+        return await self._forward(call, req, decision, worker, upstream)
+
+    async def _forward(
+        self,
+        call: InferCall,
+        req: Request,
+        decision: Decision,
+        worker: WorkerInfo,
+        upstream: Upstream,
+    ) -> InferResult:
+        service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
+        lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
+        self.view.start(worker.id, req, service_ms, req.arrival)
+        self.inflight += 1
+        reserve = asyncio.ensure_future(self.store.reserve(lease))
+        latency_ms: float | None = None
+        code = "499"  # cancelled (client went away) unless set below
+        try:
+            resp = await upstream.call(
+                worker, call.target, call.body, call.headers, self.config.request_timeout_s
+            )
+            end = self.clock.now()
+            code = str(resp.status)
+            latency_ms = (end - req.arrival) * 1000.0
+            self._observe(req, decision, worker, resp.ok, latency_ms)
+            return InferResult(resp, worker, decision, self.policy.name, latency_ms)
+        except GatewayError as exc:
+            code = str(exc.http_status)
+            kind = "timeout" if isinstance(exc, UpstreamTimeout) else "connect"
+            self.metrics.upstream_errors.labels(worker.id, kind).inc()
+            self.metrics.slo_violations.labels(req.model, str(req.priority), "failed").inc()
+            raise
+        finally:
+            self.inflight -= 1
+            ok = latency_ms is not None and code.startswith("2")
+            self.view.finish(
+                worker.id, req, service_ms, latency_ms if ok else None, self.clock.now()
+            )
+            self.metrics.requests.labels(
+                req.model, worker.pool, worker.id, self.policy.name, code
+            ).inc()
+            self._spawn(self._release(reserve, lease))
+
+    def _observe(
+        self, req: Request, decision: Decision, worker: WorkerInfo, ok: bool, latency_ms: float
+    ) -> None:
+        m = self.metrics
+        m.duration.labels(req.model, worker.pool).observe(latency_ms / 1000.0)
+        if not ok:
+            m.slo_violations.labels(req.model, str(req.priority), "failed").inc()
+            return
+        if latency_ms > req.slo_ms:
+            m.slo_violations.labels(req.model, str(req.priority), "late").inc()
+        pred = decision.predicted_ms
+        if pred > 0 and math.isfinite(pred):
+            m.prediction_error.labels(worker.pool).observe(latency_ms / pred)
+
+    async def _release(self, reserve: asyncio.Future[WorkerLoad | None], lease: Lease) -> None:
+        """Release after the reservation landed; feed both post-op figures to the view."""
+        try:
+            load = await reserve
+        except Exception:  # a store must not raise; be safe anyway
+            log.exception("state reserve failed")
+            load = None
+        if load is None:
+            self.metrics.state_errors.inc()
+            return
+        load = await self.store.release(lease)
+        if load is None:
+            self.metrics.state_errors.inc()
+            return
+        self.apply_shared(lease.worker, load, self.clock.now())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for background releases (shutdown)."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout_s)
+
+    # -- metadata and readiness ------------------------------------------------------------------
+
+    async def forward_meta(
+        self, model: str, target: str, headers: Mapping[str, str], protocol: str = "http"
+    ) -> tuple[UpstreamResponse, WorkerInfo]:
+        """Forward a metadata / ready call to a healthy worker serving ``model`` (round robin).
+
+        Raises:
+            ModelNotFound: no worker serves the model.
+            NoHealthyWorker: none of them is healthy.
+            UpstreamTimeout, UpstreamError: the worker did not answer.
+        """
+        serving = [w for w in self._workers.values() if model in w.models]
+        if not serving:
+            raise ModelNotFound(f"unknown model '{model}'")
+        healthy = [
+            w for w in serving if self._healthy.get(w.id, False) and w.id not in self._drained
+        ]
+        if not healthy:
+            raise NoHealthyWorker(f"no healthy worker serves model '{model}'")
+        worker = healthy[next(self._meta_rr) % len(healthy)]
+        upstream = self.upstreams[protocol]
+        timeout = min(self.config.request_timeout_s, 10.0)
+        return await upstream.call(worker, target, None, headers, timeout), worker

@@ -1,0 +1,220 @@
+"""The Redis (Valkey) :class:`~gateway.state.store.StateStore`: atomic, leased, fail-open.
+
+Key layout (also in docs/architecture.md); ``{id}`` is a Redis Cluster hash tag, so both keys of
+a worker live in one slot and each script touches one slot::
+
+    <prefix>:w:{<worker>}   hash  out      requests in flight, all gateways (integer >= 0)
+                                  work_us  predicted outstanding work, microseconds (>= 0)
+    <prefix>:l:{<worker>}   zset  member <gateway>:<seq>:<work_us>, score = lease expiry (ms,
+                                  Redis server clock)
+
+Invariants: ``out`` equals the number of live lease members and ``work_us`` their sum, because
+a counter moves only when a lease member is added (``ZADD NX``) or removed (``ZREM`` answered 1).
+Releasing an expired or unknown lease therefore changes nothing, and the counts never go
+negative, also after a Redis restart that lost the data. Using the server's ``TIME`` for lease
+expiry keeps gateway clocks out of it.
+
+Fail open: every call has a short socket timeout; on an error the store answers ``None`` and
+backs off (exponentially, up to ``backoff_max_s``) before touching Redis again, so a dead Redis
+costs the hot path nothing; the first call after the back-off is the reconnection probe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.core.clock import Clock
+from gateway.state.store import Lease, WorkerLoad
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
+
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[3]), ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'out', 1)
+  redis.call('HINCRBY', KEYS[1], 'work_us', tonumber(ARGV[2]))
+end
+return redis.call('HMGET', KEYS[1], 'out', 'work_us')
+"""
+
+_RELEASE = """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  local out = redis.call('HINCRBY', KEYS[1], 'out', -1)
+  local work = redis.call('HINCRBY', KEYS[1], 'work_us', -tonumber(ARGV[2]))
+  if out <= 0 then
+    redis.call('HSET', KEYS[1], 'out', 0, 'work_us', 0)
+  elseif work < 0 then
+    redis.call('HSET', KEYS[1], 'work_us', 0)
+  end
+end
+return redis.call('HMGET', KEYS[1], 'out', 'work_us')
+"""
+
+_EXPIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, m in ipairs(dead) do
+  if redis.call('ZREM', KEYS[2], m) == 1 then
+    local us = tonumber(string.match(m, ':(%d+)$')) or 0
+    local out = redis.call('HINCRBY', KEYS[1], 'out', -1)
+    local work = redis.call('HINCRBY', KEYS[1], 'work_us', -us)
+    if out <= 0 then
+      redis.call('HSET', KEYS[1], 'out', 0, 'work_us', 0)
+    elseif work < 0 then
+      redis.call('HSET', KEYS[1], 'work_us', 0)
+    end
+  end
+end
+return #dead
+"""
+
+
+def _load(raw: Sequence[Any]) -> WorkerLoad:
+    out, work = raw[0], raw[1]
+    return WorkerLoad(int(out or 0), int(work or 0) / 1000.0)
+
+
+class RedisStore:
+    """Redis-backed store; see the module docstring for the layout and failure behaviour."""
+
+    def __init__(
+        self,
+        url: str,
+        clock: Clock,
+        *,
+        prefix: str = "synergai",
+        timeout_s: float = 0.05,
+        lease_ttl_s: float = 60.0,
+        backoff_max_s: float = 2.0,
+    ) -> None:
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=max(timeout_s, 0.2),
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._clock = clock
+        self._prefix = prefix
+        self._ttl_ms = int(lease_ttl_s * 1000)
+        self._backoff_min = min(0.05, backoff_max_s)
+        self._backoff_max = backoff_max_s
+        self._backoff = self._backoff_min
+        self._down_until = 0.0
+        self._down = False
+        self.errors = 0
+        """Calls that failed since start (for metrics and tests)."""
+        self.round_trips = 0
+        """Calls that reached Redis (for the round-trips-per-request check)."""
+        self._reserve = self._client.register_script(_RESERVE)
+        self._release = self._client.register_script(_RELEASE)
+        self._expire = self._client.register_script(_EXPIRE)
+
+    @property
+    def available(self) -> bool:
+        """False while backing off after an error."""
+        return not self._down or self._clock.now() >= self._down_until
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The underlying client (ops and tests)."""
+        return self._client
+
+    def keys(self, worker: str) -> tuple[str, str]:
+        """``(load hash, lease zset)`` keys of ``worker``."""
+        return f"{self._prefix}:w:{{{worker}}}", f"{self._prefix}:l:{{{worker}}}"
+
+    async def start(self) -> None:
+        """Probe once so a misconfigured URL is logged early; never raises."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+
+    async def close(self) -> None:
+        """Close the client and its pool."""
+        await self._client.aclose()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        if not self._down:
+            log.warning("redis unavailable, routing on the local view: %s", exc)
+        else:
+            self._backoff = min(self._backoff * 2.0, self._backoff_max)
+        self._down = True
+        self._down_until = self._clock.now() + self._backoff
+
+    def _ok(self) -> None:
+        if self._down:
+            log.warning("redis reachable again")
+            self._down = False
+            self._backoff = self._backoff_min
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if not self.available:
+            return None
+        self.round_trips += 1
+        try:
+            result = await script(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._fail(exc)
+            return None
+        self._ok()
+        return result
+
+    async def reserve(self, lease: Lease) -> WorkerLoad | None:
+        """Atomically add the lease and its work; post-op fleet-wide load, or ``None``."""
+        raw = await self._run(
+            self._reserve,
+            list(self.keys(lease.worker)),
+            [_member(lease), lease.work_us, self._ttl_ms],
+        )
+        return None if raw is None else _load(raw)
+
+    async def release(self, lease: Lease) -> WorkerLoad | None:
+        """Atomically drop the lease and its work if still held; post-op load, or ``None``."""
+        raw = await self._run(
+            self._release, list(self.keys(lease.worker)), [_member(lease), lease.work_us]
+        )
+        return None if raw is None else _load(raw)
+
+    async def snapshot(self, workers: Sequence[str]) -> dict[str, WorkerLoad] | None:
+        """Every worker's load, pipelined into one round trip."""
+        if not self.available:
+            return None
+        self.round_trips += 1
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for w in workers:
+                    pipe.hmget(self.keys(w)[0], "out", "work_us")
+                raws = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._fail(exc)
+            return None
+        self._ok()
+        return {w: _load(raw) for w, raw in zip(workers, raws, strict=True)}
+
+    async def expire_leases(self, workers: Sequence[str]) -> int | None:
+        """Drop expired leases of every listed worker (one script call per worker)."""
+        total = 0
+        for w in workers:
+            n = await self._run(self._expire, list(self.keys(w)), [])
+            if n is None:
+                return None
+            total += int(n)
+        return total
+
+
+def _member(lease: Lease) -> str:
+    return f"{lease.token}:{lease.work_us}"

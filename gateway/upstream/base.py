@@ -1,0 +1,101 @@
+"""The upstream seam: send request bytes to one worker, get response bytes back.
+
+The gateway never decodes tensors: a front door hands the request body over as bytes (a REST
+body, or a serialized ``ModelInferRequest`` for gRPC), an :class:`Upstream` forwards them to
+the chosen worker over a pooled connection, and the response bytes come back unchanged.
+
+Implementations: ``aiohttp_upstream.AiohttpUpstream`` (the default for REST; see
+docs/architecture.md for why, with figures), ``httpx_upstream.HttpxUpstream`` (the first
+version, kept for comparison); a gRPC front door adds a ``grpc.aio`` one with ``target`` the
+method name. Errors: :class:`~gateway.errors.UpstreamTimeout` when the worker does not answer
+in time, :class:`~gateway.errors.UpstreamError` when the connection fails. A worker's own error
+answer (4xx/5xx) is *not* an exception: it comes back with ``ok=False`` and passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.routing.types import WorkerInfo
+
+__all__ = ["PASS_REQUEST_HEADERS", "PASS_RESPONSE_HEADERS", "Upstream", "UpstreamResponse"]
+
+PASS_REQUEST_HEADERS = (
+    "content-type",
+    "inference-header-content-length",
+    "content-encoding",
+    "accept-encoding",
+)
+"""Request headers forwarded to Triton (lower-case); everything else stays at the gateway."""
+
+PASS_RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+"""Response headers passed back to the client."""
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A worker's answer.
+
+    Attributes:
+        ok: the worker executed the request successfully (HTTP 2xx, gRPC OK).
+        status: the protocol's status (HTTP status code; a gRPC upstream puts the
+            ``grpc.StatusCode`` value's integer here).
+        body: response bytes, unchanged.
+        headers: headers (lower-case names) to pass back (HTTP) or trailing metadata (gRPC).
+    """
+
+    ok: bool
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Upstream(Protocol):
+    """A pooled client to a set of workers."""
+
+    async def start(self) -> None:
+        """Create pools (inside the running event loop)."""
+
+    async def close(self) -> None:
+        """Close every connection."""
+
+    async def call(
+        self,
+        worker: WorkerInfo,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout_s: float,
+    ) -> UpstreamResponse:
+        """Send ``body`` to ``target`` on ``worker`` (POST when a body is given, else GET).
+
+        Args:
+            worker: where to send it.
+            target: HTTP path (``/v2/models/m/infer``) or gRPC method name.
+            body: request bytes, forwarded unchanged; ``None`` for a GET.
+            headers: request headers / metadata to forward (already filtered).
+            timeout_s: total time allowed, connect included.
+
+        Raises:
+            UpstreamTimeout: no answer within ``timeout_s``.
+            UpstreamError: the connection failed.
+        """
+
+
+def make_http_upstream(
+    kind: str, *, connect_timeout_s: float, max_connections_per_worker: int
+) -> Upstream:
+    """The REST upstream named in settings (``aiohttp`` or ``httpx``)."""
+    if kind == "httpx":
+        from gateway.upstream.httpx_upstream import HttpxUpstream
+
+        return HttpxUpstream(
+            connect_timeout_s=connect_timeout_s, max_connections=max_connections_per_worker
+        )
+    from gateway.upstream.aiohttp_upstream import AiohttpUpstream
+
+    return AiohttpUpstream(
+        connect_timeout_s=connect_timeout_s, max_connections_per_worker=max_connections_per_worker
+    )
