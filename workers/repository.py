@@ -1,0 +1,170 @@
+"""Generated Triton model repositories for emulated servers.
+
+One emulated server (one device) gets its own repository in a temporary directory: one
+python-backend model per scenario model, all running ``workers/models/emulated/model.py``.
+
+How ``instances`` is enforced across all models of a server: every model gets
+``instance_group [{count: instances}]`` and each instance needs one unit of the **global**
+rate-limiter resource ``SLOT``; the server runs with ``--rate-limit=execution_count
+--rate-limit-resource=SLOT:<instances>``. So at most ``instances`` executions run at once on the
+server whatever their model, and the requests that wait do so in Triton's own scheduler queue:
+no process per waiting request, and Triton's ``nv_inference_pending_request_count`` and
+``nv_inference_queue_duration_us`` show the real queue to the gateway. The price is one stub
+process (~42 MB) per (model, instance): ``len(models) * instances`` per server.
+
+Why not ``async def execute`` in decoupled mode (one stub for any number of waiting requests):
+Triton 2.51 refuses unary inference on decoupled models over both protocols ("HTTP end point
+doesn't support models with decoupled transaction policy", "ModelInfer RPC doesn't support
+models with decoupled transaction policy"), and the gateway forwards unary requests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.prediction.profiles import Profile
+
+__all__ = [
+    "MODEL_SOURCE",
+    "SLOT_RESOURCE",
+    "EmulatedModel",
+    "ServerSpec",
+    "write_repository",
+]
+
+MODEL_SOURCE = Path(__file__).parent / "models" / "emulated" / "model.py"
+"""The python-backend model every emulated model runs."""
+
+SLOT_RESOURCE = "SLOT"
+"""Name of the global rate-limiter resource that stands for one execution slot of the device."""
+
+# (input, output, Triton data type): every input is optional; see model.py for the computation.
+IO_TENSORS: tuple[tuple[str, str, str], ...] = (
+    ("INPUT0", "OUTPUT0", "TYPE_FP32"),
+    ("INPUT1", "OUTPUT1", "TYPE_INT64"),
+    ("INPUT2", "OUTPUT2", "TYPE_STRING"),
+)
+
+
+@dataclass(frozen=True)
+class EmulatedModel:
+    """One model of an emulated server: its name and its true latency by batch size.
+
+    ``lognormal[b] = (mu, sigma)`` of ``ln(ms)`` at batch ``b`` for every ``b`` in
+    ``1..max_batch`` (precomputed so the stub needs no profile code).
+    """
+
+    name: str
+    max_batch: int
+    lognormal: Mapping[int, tuple[float, float]]
+
+    @classmethod
+    def from_profile(cls, profile: Profile, name: str | None = None) -> EmulatedModel:
+        """The model a profile describes (``Profile.lognormal`` at every batch size)."""
+        table = {b: profile.lognormal(b) for b in range(1, profile.max_batch + 1)}
+        return cls(name=name or profile.model, max_batch=profile.max_batch, lognormal=table)
+
+    @classmethod
+    def fixed(
+        cls, name: str, ms: float, max_batch: int = 8, per_item_ms: float = 0.0
+    ) -> EmulatedModel:
+        """A deterministic model: ``ms + per_item_ms * (b - 1)`` at batch ``b`` (for tests)."""
+        table = {b: (math.log(ms + per_item_ms * (b - 1)), 0.0) for b in range(1, max_batch + 1)}
+        return cls(name=name, max_batch=max_batch, lognormal=table)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What one emulated Triton server (one device) runs.
+
+    Attributes:
+        name: unique name of the server, e.g. ``edge-agx-0``; used for its directory.
+        models: the models it serves.
+        instances: concurrent executions, shared by all models (a server is one device).
+        speed: pool speed schedule ``[(at_s, factor)]`` relative to the fleet clock origin;
+            ``[(0, f)]`` is a constant factor f. Before the first entry its factor applies.
+        seed: base seed of the service-time draws.
+    """
+
+    name: str
+    models: Sequence[EmulatedModel]
+    instances: int = 1
+    speed: Sequence[tuple[float, float]] = field(default_factory=lambda: [(0.0, 1.0)])
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.instances < 1:
+            raise ValueError(f"{self.name}: instances must be >= 1, not {self.instances}")
+        if not self.models:
+            raise ValueError(f"{self.name}: a server needs at least one model")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: duplicate model names {names}")
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names of the models, in order."""
+        return [m.name for m in self.models]
+
+
+def _pbtxt_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _config(model: EmulatedModel, spec: ServerSpec, control_file: Path) -> str:
+    emulation = {
+        "model": model.name,
+        "server": spec.name,
+        "lognormal": {str(b): list(v) for b, v in sorted(model.lognormal.items())},
+        "speed": [list(p) for p in spec.speed],
+        "control_file": str(control_file),
+        "seed": spec.seed,
+    }
+    param = _pbtxt_string(json.dumps(emulation))
+    inputs = ",\n  ".join(
+        f'{{name: "{i}", data_type: {t}, dims: [-1], optional: true}}' for i, _, t in IO_TENSORS
+    )
+    outputs = ",\n  ".join(f'{{name: "{o}", data_type: {t}, dims: [-1]}}' for _, o, t in IO_TENSORS)
+    return (
+        f'name: "{model.name}"\n'
+        'backend: "python"\n'
+        f"max_batch_size: {model.max_batch}\n"
+        f"input [\n  {inputs}\n]\n"
+        f"output [\n  {outputs}\n]\n"
+        f"instance_group [{{\n  count: {spec.instances}\n  kind: KIND_CPU\n"
+        f'  rate_limiter {{ resources [{{name: "{SLOT_RESOURCE}", global: true, count: 1}}] }}\n'
+        "}]\n"
+        f'parameters {{ key: "emulation" value {{ string_value: {param} }} }}\n'
+    )
+
+
+def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:
+    """Write the model repository of one server under ``root`` (replacing what is there).
+
+    Args:
+        spec: the server.
+        root: directory to create; it will hold ``<model>/config.pbtxt`` and
+            ``<model>/1/model.py`` for every model.
+        control_file: the server's control file (slowdown factor, clock origin), read by the
+            model on every request.
+
+    Returns:
+        ``root``.
+    """
+    if root.exists():
+        shutil.rmtree(root)
+    for model in spec.models:
+        version = root / model.name / "1"
+        version.mkdir(parents=True)
+        shutil.copyfile(MODEL_SOURCE, version / "model.py")
+        (root / model.name / "config.pbtxt").write_text(
+            _config(model, spec, control_file), encoding="utf-8"
+        )
+    return root
