@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -93,6 +93,27 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+GrpcStop = Callable[[], Awaitable[None]]
+
+
+async def _start_grpc(service: InferenceService, settings: Settings) -> GrpcStop | None:
+    """Open the gRPC front door when ``grpc_port`` is set and ``gateway.api.grpc`` exists.
+
+    Contract for ``gateway.api.grpc``: ``async def serve_grpc(service, settings) -> stop``,
+    where ``stop`` is an async callable that closes the server; it registers its ``"grpc"``
+    upstream in ``service.upstreams`` itself and calls ``service.infer`` for ModelInfer.
+    """
+    if settings.grpc_port is None:
+        return None
+    try:
+        from gateway.api import grpc as grpc_door  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        log.info("gRPC front door not available; REST only")
+        return None
+    stop: GrpcStop = await grpc_door.serve_grpc(service, settings)
+    return stop
+
+
 def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
     """Build a gateway app from validated settings.
 
@@ -169,9 +190,12 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             for loop in loops:
                 loop.start()
         app.state.store = store
+        grpc_stop = await _start_grpc(service, settings)
         try:
             yield
         finally:
+            if grpc_stop is not None:
+                await grpc_stop()
             for loop in loops:
                 await loop.stop()
             await service.drain()

@@ -151,6 +151,10 @@ class InferenceService:
         self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
         """Hook called with every shared-state figure (metrics; issue 7 reconciliation)."""
 
+    def set_policy(self, policy: Policy) -> None:
+        """Switch the routing policy (ops, demo); requests in flight keep their decision."""
+        self.policy = policy
+
     # -- fleet membership and health (collectors and discovery call these) --------------------
 
     def workers(self) -> Sequence[WorkerInfo]:

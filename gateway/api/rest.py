@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from gateway.core.hints import HINT_NAMES
 from gateway.core.kserve import peek_infer_body
-from gateway.errors import PayloadTooLarge
+from gateway.errors import ModelNotFound, PayloadTooLarge
 from gateway.service import InferCall, InferenceService
 from gateway.upstream.base import PASS_REQUEST_HEADERS, UpstreamResponse
 
@@ -95,6 +95,8 @@ def build_rest_router(service: InferenceService, max_body_bytes: int) -> APIRout
         return await _meta(request, model)
 
     async def _infer(request: Request, model: str, version: str | None) -> Response:
+        if not service.serves(model):
+            raise ModelNotFound(f"unknown model '{model}'")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             raise PayloadTooLarge(f"request body over the {max_body_bytes}-byte limit")

@@ -1,0 +1,196 @@
+"""``synergai serve``: the production gateway process(es) on uvicorn (uvloop + httptools).
+
+One process by default. ``--workers N`` starts N uvicorn worker processes sharing the listening
+socket; they share one Redis (the embedded Valkey is started here, once, when ``REDIS_URL`` is
+unset, and handed to them through ``REDIS_URL``), so they behave as one balancer (issue 7
+refines this). SIGTERM / Ctrl-C: uvicorn stops accepting, finishes in-flight requests (up to
+``drain_timeout``), then the app's lifespan releases Redis reservations and closes clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.observability.logging import configure_logging
+from gateway.settings import FormatError, Settings, load_settings
+
+__all__ = ["InProcessServer", "ServerThread", "app_from_env", "inprocess_config", "run_serve"]
+
+DRAIN_TIMEOUT_S = 10
+"""Seconds uvicorn waits for in-flight requests on SIGTERM."""
+
+
+def app_from_env() -> object:
+    """Uvicorn factory for worker processes: settings from ``SYNERGAI_*`` and ``REDIS_URL``."""
+    settings = load_settings(None)
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        log_config=None,
+        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+        timeout_keep_alive=75,
+        backlog=4096,
+    )
+
+
+def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: int | None) -> int:
+    """Run the gateway until SIGTERM/SIGINT; the exit code (0 on a clean stop, 2 bad config)."""
+    try:
+        settings = load_settings(config, port=port, grpc_port=grpc_port)
+    except FormatError as exc:
+        print(f"synergai serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if not settings.workers:
+        print(
+            "synergai serve: no workers configured (add `workers:` to the config file)",
+            file=sys.stderr,
+        )
+        return 2
+    embedded = None
+    if settings.redis_url is None and workers > 1:
+        from gateway.embedded import EmbeddedValkey
+
+        embedded = EmbeddedValkey()
+        url = embedded.start()
+        settings = settings.model_copy(update={"redis_url": url})
+    try:
+        if workers > 1:
+            env = os.environ
+            if config is not None:
+                env["SYNERGAI_CONFIG"] = str(config.resolve())
+            env["REDIS_URL"] = str(settings.redis_url)
+            env["SYNERGAI_PORT"] = str(settings.port)
+            if settings.grpc_port is not None:
+                env["SYNERGAI_GRPC_PORT"] = str(settings.grpc_port)
+            uvicorn.run(
+                "gateway.server:app_from_env",
+                factory=True,
+                workers=workers,
+                host=settings.host,
+                port=settings.port,
+                loop="uvloop",
+                http="httptools",
+                access_log=False,
+                log_level=settings.log_level,
+                log_config=None,
+                timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+                backlog=4096,
+            )
+            return 0
+        app = create_app(settings)
+        server = uvicorn.Server(_uvicorn_config(app, settings))
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+class InProcessServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host (demo, tests, benchmarks).
+
+    ``uvicorn.Server.serve`` installs its own SIGINT/SIGTERM handlers and re-raises the signal
+    after shutdown; an embedding program that owns the process (``synergai demo``) stops it with
+    ``should_exit = True`` instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Do not touch signal handlers."""
+        yield
+
+
+def inprocess_config(
+    app: object, host: str, port: int, log_level: str = "warning"
+) -> uvicorn.Config:
+    """Uvicorn settings for an embedded gateway (uvloop + httptools, no access log)."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        log_config=None,
+        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+    )
+
+
+class ServerThread:
+    """Runs an app on uvicorn in a thread with its own event loop (tests, sync callers).
+
+    Use as a context manager: on enter it waits until the server accepts connections (raising
+    if start-up failed); on exit it asks it to stop and joins the thread.
+    """
+
+    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+        from gateway.core.net import free_port
+
+        self.host = host
+        self.port = port or free_port(host)
+        self.server = InProcessServer(inprocess_config(app, host, self.port))
+        self._thread = threading.Thread(target=self._run, name="synergai-server", daemon=True)
+        self.error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            import uvloop
+
+            uvloop.run(self.server.serve())
+        except BaseException as exc:  # reported to the starting thread
+            self.error = exc
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start and wait until serving.
+
+        Raises:
+            RuntimeError: the server failed to start or did not start in time.
+        """
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gateway did not start: {self.error!r}")
+            time.sleep(0.01)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Ask the server to exit (graceful) and join the thread."""
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
