@@ -199,7 +199,10 @@ class StatsHistory:
         for key in sorted(set(req) | set(vio)):
             model, priority = key
             rps = req.get(key)
-            v = vio.get(key, 0.0)
+            if priority == ANY_PRIORITY and key not in vio:  # the model's row: all priorities
+                v = sum(r for (m, _), r in vio.items() if m == model)
+            else:
+                v = vio.get(key, 0.0)
             # Without per-priority request counts, divide by the model's total rate.
             denom = rps if rps is not None else per_model.get(model)
             share = v / denom if denom else None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -126,9 +128,77 @@ def test_live_page_banner_when_gateway_unreachable(
     assert 'class="banner down"' in dom and "Gateway unreachable" in dom
 
 
+def _load(base: str, stop: threading.Event, slo_ms: str, priority: str) -> None:
+    """Closed-loop KServe v2 requests until ``stop``; a tight SLO makes violations."""
+    body = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [1.0] * 4}]}
+    headers = {"x-slo-ms": slo_ms, "x-priority": priority}
+    with httpx.Client(base_url=base, timeout=5.0) as client:
+        while not stop.is_set():
+            client.post("/v2/models/resnet50/infer", json=body, headers=headers)
+
+
 def test_live_page_against_real_gateway(
-    chromium: Any, serve: Callable[[Any], Any], artifacts: Path
+    chromium: Any, serve: Callable[[Any], Any], artifacts: Path, tmp_path: Path
 ) -> None:
-    if importlib.util.find_spec("gateway.app") is None:
-        pytest.skip("gateway.app.create_app has not landed yet: covered by the fake gateway")
-    pytest.skip("real-gateway browser test needs tests/integration fixtures (not there yet)")
+    """Real Triton fleet + embedded Valkey + the real app, under a short closed-loop load."""
+    try:
+        from gateway.app import create_app
+        from gateway.settings import ModelDefaults, Settings, WorkerSpec
+        from workers.testing import FleetFactory, write_scenario
+    except ImportError as exc:  # pragma: no cover - until the gateway and fleet land
+        pytest.skip(f"real gateway not available: {exc}")
+    pools = [
+        {"name": "edge", "arch": "edge-arch", "workers": 1, "models": ["resnet50"]},
+        {"name": "cloud", "arch": "cloud-arch", "workers": 1, "models": ["resnet50"]},
+    ]
+    profiles = {
+        ("edge-arch", "resnet50"): {1: (6.0, 8.0)},
+        ("cloud-arch", "resnet50"): {1: (3.0, 4.0)},
+    }
+    scenario = write_scenario(tmp_path, pools, profiles)
+    fleet = FleetFactory()
+    stop = threading.Event()
+    try:
+        workers = fleet(scenario)
+        settings = Settings(
+            workers=[WorkerSpec(**w.as_config()) for w in workers],
+            models={"resnet50": ModelDefaults(slo_ms=50.0)},
+            profiles=tmp_path / "profiles",
+            host="127.0.0.1",
+            grpc_port=None,
+            log_level="warning",
+        )
+        with serve(create_app(settings)) as base:
+            loaders = [
+                threading.Thread(target=_load, args=(base, stop, slo, prio), daemon=True)
+                for slo, prio in (("1000", "0"), ("1000", "0"), ("4", "1"))
+            ]
+            for t in loaders:
+                t.start()
+            # The stats endpoint keeps history from its first poll on: poll as an open page would.
+            with httpx.Client(base_url=base, timeout=5.0) as client:
+                for _ in range(3):
+                    assert client.get("/synergai/v1/stats").json()["available"]
+                    time.sleep(1.02)
+                stats = client.get("/synergai/v1/stats").json()
+            dom = chromium.render(
+                f"{base}/synergai/ui?interval=1000",
+                screenshot=artifacts / "ui-live-gateway.png",
+                budget_ms=2000,
+                size=(1400, 1250),
+            )
+            stop.set()
+            for t in loaders:
+                t.join(timeout=10)
+    finally:
+        stop.set()
+        left = fleet.close()
+    assert not left, f"processes left running: {left}"
+    assert stats["requests_rps"]["resnet50"][-1] > 1, stats
+    assert int(re.search(r'data-updates="(\d+)"', dom).group(1)) >= 1  # type: ignore[union-attr]
+    assert _count(r'<tr class="(?:up|down)" data-worker="', dom) == 2
+    assert '<b id="policy" class="badge">synergai</b>' in dom
+    assert _count(r'data-pool="', dom) == 2
+    assert re.search(r'class="series" data-series="resnet50" data-last="[1-9]', dom)
+    assert 'data-series="resnet50 p1"' in dom  # violations of the 4 ms SLO
+    assert _count(r'class="bar-rect" data-group="(?:edge|cloud)" data-series="actual"', dom) == 2

@@ -49,8 +49,8 @@ def test_recent_rows_divide_violations_by_model_rate_when_priority_unknown() -> 
         "model": "m",
         "priority": ANY_PRIORITY,
         "rps": 5.0,
-        "violations_rps": 0.0,
-        "violation_rate": 0.0,
+        "violations_rps": 0.75,  # all priorities of the model
+        "violation_rate": 0.15,
     }
     assert rows[("m", "0")]["violation_rate"] == pytest.approx(0.1)
     assert rows[("m", "1")]["violation_rate"] == pytest.approx(0.05)
