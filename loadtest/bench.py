@@ -1,0 +1,335 @@
+"""``synergai bench``: the scenario's seeded trace replayed live, policy by policy.
+
+What runs (all on loopback, all children reaped on exit, Ctrl-C or SIGTERM):
+
+1. an embedded Valkey, shared by every gateway replica;
+2. the scenario's emulated fleet of real Triton servers (``workers.fleet.Fleet``, ``time_scale``
+   applied, ``rtt_ms`` through the delay relay, faults on the fleet clock);
+3. per policy, ``--gateways N`` fresh ``synergai serve`` replicas with that policy
+   (``SYNERGAI_POLICY``), Redis flushed first. **Policies are switched by restarting the
+   gateways**, so no policy inherits another's online corrections, EWMAs or leases, exactly as
+   each simulated policy starts cold;
+4. the open-loop replayer (:mod:`loadtest.client`) sends the trace of
+   :func:`loadtest.sim.trace.build_trace` (the simulator's own generator, same seed) round
+   robin over the replicas, each request with ``x-slo-ms``, ``x-priority``, ``x-category``; the
+   fleet's clock (speed steps, faults) is restarted at the trace's t=0;
+5. between policies the fleet drains; a server still holding queued work after a short wait
+   (an overload the last policy caused) or down after a crash fault is restarted, so the next
+   policy starts on an idle fleet.
+
+Output: the JSON of DESIGN.md §3 with ``"mode": "live"`` (``--json``: exactly one document on
+stdout), a table, ``--plot`` PNG, ``--html`` report; ``--compare-sim`` adds the simulator's
+results on the same (duration-adjusted) scenario and the agreement test of
+:mod:`loadtest.bench_fidelity`. Live latencies are real milliseconds (``time_scale`` applied);
+``duration_s`` is real seconds of trace per policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from loadtest.bench_stats import summarize
+from loadtest.bench_workload import live_trace, scenario_for_run
+from loadtest.client import Arrival, Outcome, Payloads, Protocol, replay
+
+__all__ = ["LiveRun", "machine", "run_bench", "run_live", "run_sim_policies"]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (CPU model, cores, Python)."""
+    model = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so every ``finally`` stops its children."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class LiveRun:
+    """Results of one live benchmark: the JSON document and the per-request data behind it."""
+
+    def __init__(self, doc: dict[str, Any], timeline: dict[str, Any]) -> None:
+        self.doc = doc
+        self.timeline = timeline
+
+
+def _pending(metrics_url: str) -> float:
+    """Sum of ``nv_inference_pending_request_count`` of one Triton server (-1: unreachable)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=1.0) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return -1.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("nv_inference_pending_request_count"):
+            with contextlib.suppress(ValueError):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _settle_fleet(fleet: Any, say: Any, wait_s: float = 3.0) -> None:
+    """Wait up to ``wait_s`` for queues to empty; restart servers still busy or down."""
+    deadline = time.monotonic() + wait_s
+    busy: list[Any] = []
+    while True:
+        busy = [w for w in fleet.workers if _pending(w.metrics_url) != 0]
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if busy:
+        say(f"restarting {len(busy)} busy or down server(s): {', '.join(w.id for w in busy)}")
+        for w in busy:
+            fleet.recover(w.id)
+    fleet.reset_clock()
+
+
+def run_live(
+    scenario: Any,
+    policies: Sequence[str],
+    *,
+    protocol: Protocol = "http",
+    gateways: int = 1,
+    workdir: Path | None = None,
+    console: Console | None = None,
+    timeout_s: float | None = None,
+) -> LiveRun:
+    """Run the live benchmark of an (unscaled, duration-adjusted) scenario.
+
+    Args:
+        scenario: a loaded ``gateway.scenario.Scenario``.
+        policies: policy names, run in this order.
+        protocol: ``http`` or ``grpc`` (the replayer's protocol to the gateways).
+        gateways: gateway replicas sharing Redis.
+        workdir: logs and configs (default: a temporary directory, removed afterwards).
+        console: where progress goes (default: stderr).
+        timeout_s: client timeout per request (default ``max(5, 20 x largest SLO)`` s).
+
+    Returns:
+        The document and the timeline (for plots and the HTML report).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from loadtest.bench_report import timeline
+    from loadtest.bench_stack import LiveStack, decision_us_p50
+
+    console = console or Console(stderr=True)
+    scaled = scenario.scaled()
+    trace: list[Arrival] = live_trace(scenario)
+    duration = float(scaled.duration_s)
+    timeout = timeout_s or max(5.0, 20.0 * max(w.slo_ms for w in scaled.workload) / 1000.0)
+    own = workdir is None
+    wd = Path(workdir or tempfile.mkdtemp(prefix="synergai-bench-"))
+
+    def say(msg: str) -> None:
+        console.print(f"[dim]{msg}[/dim]")
+
+    doc: dict[str, Any] = {
+        "scenario": scenario.name,
+        "mode": "live",
+        "seed": scenario.seed,
+        "duration_s": round(duration, 3),
+        "policies": {},
+        "meta": {
+            "protocol": protocol,
+            "gateways": gateways,
+            "time_scale": scenario.time_scale,
+            "requests_per_policy": len(trace),
+            "client_timeout_s": timeout,
+            "policy_switch": "gateways restarted per policy, Redis flushed",
+            "machine": machine(),
+        },
+    }
+    tl: dict[str, Any] = {"bin_s": 1.0, "policies": {}}
+    payloads = Payloads()
+    stack = LiveStack(scenario, wd, replicas=gateways, progress=True)
+    try:
+        with _sigterm_as_interrupt():
+            stack.start()
+            fleet = stack.fleet
+            for w in fleet.workers:  # first execution per stub is ~50 ms slower
+                with contextlib.suppress(Exception):
+                    fleet.server(w.id).warm_up(1)
+            pools = {w.id: w.pool for w in fleet.workers}
+            say(
+                f"{len(fleet.workers)} workers ready; {len(trace)} requests over {duration:.1f} s"
+                f" per policy, {gateways} gateway(s), {protocol}"
+            )
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                for name in policies:
+                    task = progress.add_task(f"{name:<18}", total=len(trace))
+                    gws = stack.start_gateways(name, grpc=protocol == "grpc")
+                    targets = [g.url if protocol == "http" else g.grpc_target for g in gws]
+
+                    def on_progress(done: int, total: int, _task: Any = task) -> None:
+                        progress.update(_task, completed=done)
+
+                    outcomes: list[Outcome] = asyncio.run(
+                        replay(
+                            trace,
+                            targets,
+                            protocol,
+                            timeout_s=timeout,
+                            payloads=payloads,
+                            on_progress=on_progress,
+                            on_start=fleet.reset_clock,
+                        )
+                    )
+                    dec = decision_us_p50([g.metrics() for g in gws])
+                    stack.stop_gateways()
+                    doc["policies"][name] = summarize(trace, outcomes, duration, dec)
+                    tl["policies"][name] = timeline(trace, outcomes, pools, duration)
+                    progress.update(task, completed=len(trace))
+                    _settle_fleet(fleet, say)
+    finally:
+        stack.stop()
+        if own:
+            import shutil
+
+            shutil.rmtree(wd, ignore_errors=True)
+    return LiveRun(doc, tl)
+
+
+def run_sim_policies(scenario: Any, policies: Sequence[str]) -> dict[str, Any]:
+    """The simulator's ``policies`` mapping for the same scenario (same seed, same trace)."""
+    from loadtest.sim.runner import run_scenario
+
+    run = run_scenario(scenario, list(policies), scenario.seed)
+    return dict(run.document["policies"])
+
+
+def _default_policies() -> list[str]:
+    from gateway.routing.registry import policy_names
+
+    return list(policy_names())
+
+
+def run_bench(
+    scenario: Path,
+    policies: list[str] | None,
+    duration: float | None,
+    protocol: str,
+    gateways: int,
+    compare_sim: bool,
+    json_out: bool,
+    plot: Path | None,
+    html: Path | None,
+) -> int:
+    """``synergai bench``: see the module docstring. Returns the exit code.
+
+    Exit codes: 0 done, 2 bad arguments or scenario, 1 the stack failed, 130 interrupted.
+    """
+    from gateway.yamlio import FormatError
+
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+    out = err if json_out else Console(width=None if sys.stdout.isatty() else 120)
+    if protocol not in ("http", "grpc"):
+        err.print(f"[red]--protocol must be http or grpc, not {protocol!r}[/red]")
+        return 2
+    if gateways < 1:
+        err.print("[red]--gateways must be >= 1[/red]")
+        return 2
+    try:
+        sc = scenario_for_run(scenario, duration)
+        names = policies or _default_policies()
+        known = set(_default_policies())
+        unknown = [p for p in names if p not in known]
+        if unknown:
+            err.print(
+                f"[red]unknown or simulator-only policy {', '.join(unknown)}; live policies: "
+                f"{', '.join(sorted(known))}[/red]"
+            )
+            return 2
+    except (FormatError, ValueError, OSError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+    proto: Protocol = "grpc" if protocol == "grpc" else "http"
+    t0 = time.monotonic()
+    try:
+        run = run_live(sc, names, protocol=proto, gateways=gateways, console=err)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted; every child stopped[/yellow]")
+        return 130
+    except Exception as exc:
+        err.print(f"[red]bench failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    live = run.doc
+    live["meta"]["wall_s"] = round(time.monotonic() - t0, 1)
+    result: dict[str, Any] = live
+    if compare_sim:
+        from loadtest.bench_fidelity import fidelity
+
+        sim = run_sim_policies(sc, names)
+        result = {
+            "scenario": sc.name,
+            "sim": sim,
+            "live": live["policies"],
+            "fidelity": fidelity(sim, live["policies"]),
+            "meta": {**live["meta"], "seed": sc.seed, "duration_s": live["duration_s"]},
+        }
+    from loadtest.bench_report import plot_compare, plot_live, print_tables
+
+    print_tables(result, out)
+    if plot is not None:
+        if compare_sim:
+            plot_compare(result, plot)
+            plot_live(live, plot.with_name(plot.stem + "-live" + plot.suffix), run.timeline)
+        else:
+            plot_live(live, plot, run.timeline)
+        err.print(f"plot written to {plot}")
+    if html is not None:
+        from loadtest.report import write_html_report
+
+        tl: Any = {"live": run.timeline} if compare_sim else run.timeline
+        write_html_report(result, html, timeline=tl)
+        err.print(f"report written to {html}")
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.flush()
+    return 0
