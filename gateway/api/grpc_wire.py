@@ -11,7 +11,7 @@ fields (model name and version, the inputs' names/shapes/datatypes, the ``parame
 Protobuf's merge rule (a field seen twice: scalars take the last value, repeated and map fields
 concatenate) lets a message be extended by appending encoded fields, so the stream responses
 (:func:`stream_infer_response`) and the routing parameters added to them
-(:func:`append_string_parameters`) are built around the worker's bytes without decoding them.
+(:func:`append_parameters`) are built around the worker's bytes without decoding them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tritonclient.grpc import service_pb2
 from gateway.errors import BadRequest
 
 __all__ = [
-    "append_string_parameters",
+    "append_parameters",
     "encode_varint",
     "parse_infer_head",
     "stream_error",
@@ -133,20 +133,30 @@ def stream_infer_response(infer_response: bytes) -> bytes:
     return _len_field(2, infer_response)
 
 
-def stream_error(message: str) -> bytes:
-    """A ``ModelStreamInferResponse`` with ``error_message`` set (Triton's stream error form)."""
-    return _len_field(1, message.encode("utf-8"))
+def stream_error(message: str, request_id: str = "") -> bytes:
+    """A ``ModelStreamInferResponse`` with ``error_message`` set, as Triton sends one.
+
+    Like Triton, the failed request's ``id`` (when it had one) comes back in
+    ``infer_response.id`` so a client can tell which request of the stream failed.
+    """
+    out = _len_field(1, message.encode("utf-8"))
+    if request_id:
+        out += _len_field(2, _len_field(3, request_id.encode("utf-8")))  # ModelInferResponse.id
+    return out
 
 
-def append_string_parameters(message: bytes, params: Mapping[str, str]) -> bytes:
-    """Add ``parameters[k].string_param = v`` to a serialized ``ModelInferResponse``.
+def append_parameters(message: bytes, params: Mapping[str, str | bool]) -> bytes:
+    """Add ``parameters[k] = v`` (``string_param`` or ``bool_param``) to a ``ModelInferResponse``.
 
     ``parameters`` is field 4 of ``ModelInferResponse`` (a ``map<string, InferParameter>``);
     map entries appended to a message merge into its map, replacing an equal key.
     """
     parts = [message]
     for key, value in params.items():
-        param = _len_field(3, value.encode("utf-8"))  # InferParameter.string_param = 3
+        if isinstance(value, bool):
+            param = b"\x08" + (b"\x01" if value else b"\x00")  # InferParameter.bool_param = 1
+        else:
+            param = _len_field(3, value.encode("utf-8"))  # InferParameter.string_param = 3
         entry = _len_field(1, key.encode("utf-8")) + _len_field(2, param)
         parts.append(_len_field(4, entry))
     return b"".join(parts)

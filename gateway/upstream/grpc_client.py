@@ -10,20 +10,35 @@ connection or client object.
 
 Outcomes (the :class:`~gateway.upstream.base.UpstreamResponse` fields):
 
-* the worker answered ``OK`` -> ``ok=True``, ``status=0``, ``body`` the response bytes;
+* the worker answered ``OK`` -> ``ok=True``, ``status=200``, ``body`` the response bytes;
 * Triton refused the request (bad shape, wrong dtype, missing input, unknown model...) ->
-  ``ok=False``, ``status`` Triton's ``grpc.StatusCode`` as its integer, ``body`` Triton's
-  message in UTF-8, so the front door passes Triton's own answer through
-  (:func:`status_code` turns the integer back into a ``grpc.StatusCode``);
+  ``ok=False``, ``body`` Triton's message in UTF-8, so the front door passes Triton's own
+  answer through.
+
+``status`` is the HTTP equivalent of the gRPC code (the grpc-gateway table: ``OK`` 200,
+``INVALID_ARGUMENT`` 400, ``NOT_FOUND`` 404, ``UNAVAILABLE`` 503...), so the request path treats
+both protocols alike (a 2xx is a success) and ``synergai_requests_total{code}`` means the same
+for both; the exact gRPC code travels in ``headers["grpc-status"]`` (its integer) and
+:func:`status_code` reads it back.
 * the worker could not be reached or the call broke (``UNAVAILABLE``, ``CANCELLED``) ->
   :class:`~gateway.errors.UpstreamError`;
 * the deadline passed first (``DEADLINE_EXCEEDED``) -> :class:`~gateway.errors.UpstreamTimeout`.
+
+Deadline propagation: the request path passes every upstream the same ``timeout_s`` (the
+gateway's ``request_timeout_s``). A gRPC client's own deadline is tighter; the front door sets
+it with :meth:`GrpcUpstream.deadline` around the request, and :meth:`GrpcUpstream.call` then
+uses ``min(timeout_s, deadline - now)`` as the worker call's deadline, and does not send a
+request whose deadline has already passed. The scope is a context variable of this instance,
+so it follows the request's task and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -43,10 +58,35 @@ _TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CA
 
 _BY_VALUE: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
 
+_HTTP_EQUIVALENT: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
 
-def status_code(status: int) -> grpc.StatusCode:
-    """The ``grpc.StatusCode`` whose integer value is ``status`` (``UNKNOWN`` if none)."""
-    return _BY_VALUE.get(status, grpc.StatusCode.UNKNOWN)
+_OK_HEADERS: Mapping[str, str] = {"grpc-status": "0"}
+
+
+def status_code(resp: UpstreamResponse) -> grpc.StatusCode:
+    """The gRPC status a worker answered with (from ``headers["grpc-status"]``)."""
+    raw = resp.headers.get("grpc-status")
+    if raw is None:
+        return grpc.StatusCode.OK if resp.ok else grpc.StatusCode.UNKNOWN
+    return _BY_VALUE.get(int(raw), grpc.StatusCode.UNKNOWN)
 
 
 def grpc_target(worker: WorkerInfo) -> str:
@@ -95,6 +135,21 @@ class GrpcUpstream:
         self._channels: dict[str, aio.Channel] = {}
         self._calls: dict[tuple[str, str], aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._closed = False
+        self._deadline: ContextVar[float | None] = ContextVar(
+            f"grpc-upstream-deadline-{id(self):x}", default=None
+        )
+
+    @contextlib.contextmanager
+    def deadline(self, at: float | None) -> Iterator[None]:
+        """Bound every call made in this context (task) by ``at`` (``time.monotonic()`` s).
+
+        ``None`` leaves calls bounded by their ``timeout_s`` only.
+        """
+        token = self._deadline.set(at)
+        try:
+            yield
+        finally:
+            self._deadline.reset(token)
 
     async def start(self) -> None:
         """Nothing to do up front: channels open lazily on a worker's first call."""
@@ -143,11 +198,15 @@ class GrpcUpstream:
             The worker's answer: response bytes, or Triton's own refusal.
 
         Raises:
-            UpstreamTimeout: ``timeout_s`` is not positive, or passed before the worker answered.
+            UpstreamTimeout: no time was left to send it (``timeout_s`` or the context's
+                deadline), or it passed before the worker answered.
             UpstreamError: the worker could not be reached or the call broke.
         """
+        at = self._deadline.get()
+        if at is not None:
+            timeout_s = min(timeout_s, at - time.monotonic())
         if timeout_s <= 0:
-            raise UpstreamTimeout(f"no time left to call worker {worker.id}")
+            raise UpstreamTimeout(f"deadline passed before the call to worker {worker.id}")
         try:
             out = await self._callable(worker, target)(
                 body or b"",
@@ -163,8 +222,13 @@ class GrpcUpstream:
                 ) from None
             if code in _TRANSPORT_FAILURES:
                 raise UpstreamError(f"worker {worker.id} unavailable: {details}") from None
-            return UpstreamResponse(ok=False, status=code.value[0], body=details.encode())
-        return UpstreamResponse(ok=True, status=0, body=out)
+            return UpstreamResponse(
+                ok=False,
+                status=_HTTP_EQUIVALENT.get(code, 500),
+                body=details.encode(),
+                headers={"grpc-status": str(code.value[0])},
+            )
+        return UpstreamResponse(ok=True, status=200, body=out, headers=_OK_HEADERS)
 
     async def close(self) -> None:
         """Close every channel (calls still in flight are cancelled)."""

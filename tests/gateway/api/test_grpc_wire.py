@@ -9,7 +9,7 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from gateway.api.grpc_wire import (
-    append_string_parameters,
+    append_parameters,
     encode_varint,
     parse_infer_head,
     stream_error,
@@ -104,17 +104,21 @@ def test_stream_framing_wraps_bytes_unchanged() -> None:
     err = pb.ModelStreamInferResponse.FromString(stream_error("shed: SLO 5 ms cannot be met ✗"))
     assert err.error_message == "shed: SLO 5 ms cannot be met ✗"
     assert not err.HasField("infer_response")
+    err = pb.ModelStreamInferResponse.FromString(stream_error("bad", request_id="r-7"))
+    assert (err.error_message, err.infer_response.id) == ("bad", "r-7")
 
 
 def test_appended_parameters_merge_into_the_map() -> None:
     resp = pb.ModelInferResponse(model_name="m", id="abc")
     resp.parameters["existing"].int64_param = 3
     resp.parameters["x-synergai-worker"].string_param = "stale"
-    out = append_string_parameters(
-        resp.SerializeToString(), {"x-synergai-worker": "edge-0", "x-synergai-pool": "edge"}
+    out = append_parameters(
+        resp.SerializeToString(),
+        {"x-synergai-worker": "edge-0", "x-synergai-pool": "edge", "triton_final_response": True},
     )
     merged = pb.ModelInferResponse.FromString(out)
     assert merged.parameters["existing"].int64_param == 3
     assert merged.parameters["x-synergai-worker"].string_param == "edge-0"
     assert merged.parameters["x-synergai-pool"].string_param == "edge"
+    assert merged.parameters["triton_final_response"].bool_param is True
     assert merged.id == "abc"
