@@ -316,9 +316,12 @@ def render_html_report(result: Mapping[str, Any], timeline: Mapping[str, Any] | 
     """The report as one HTML string (see the module docstring for both inputs)."""
     scenario = str(result.get("scenario", "?"))
     meta = [f"scenario <b>{html.escape(scenario)}</b>"]
+    meta_doc = result.get("meta")
+    extra: Mapping[str, Any] = meta_doc if isinstance(meta_doc, Mapping) else {}
     for key in ("mode", "seed", "duration_s"):
-        if key in result:
-            meta.append(f"{key} {html.escape(str(result[key]))}")
+        value = result.get(key, extra.get(key))
+        if value is not None:
+            meta.append(f"{key} {html.escape(str(value))}")
     sections: list[str] = []
     if "policies" in result:
         mode = str(result.get("mode", ""))

@@ -57,7 +57,7 @@ def test_report_opens_in_chromium(chromium: Any, artifacts: Path, tmp_path: Path
     path = artifacts / "report.html"
     write_html_report(result, path, tl)
     dom = chromium.render(
-        path.as_uri(), screenshot=artifacts / "report.png", budget_ms=1000, size=(1300, 2600)
+        path.as_uri(), screenshot=artifacts / "report.png", budget_ms=1000, size=(1300, 2800)
     )
     assert "<h1>SynergAI policy report</h1>" in dom
     table = re.search(r'<table class="policies">.*?</table>', dom, re.S)

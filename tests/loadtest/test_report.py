@@ -100,8 +100,14 @@ def test_pool_load_falls_back_on_workers_in_result_rows() -> None:
 
 def test_compare_sim_result_has_both_runs_and_comparison() -> None:
     res = result()
-    compare = {"scenario": "edge-cloud", "sim": res["policies"], "live": res["policies"]}
+    compare = {
+        "scenario": "edge-cloud",
+        "sim": res["policies"],
+        "live": res["policies"],
+        "meta": {"seed": 7, "duration_s": 20},
+    }
     doc = render_html_report(compare, {"live": {"policies": {"synergai": {"violations": [1, 2]}}}})
+    assert "seed 7 · duration_s 20" in doc
     assert "Simulator vs live" in doc and "<h2>sim</h2>" in doc and "<h2>live</h2>" in doc
     assert re.search(r'<table class="compare">(.*?)</table>', doc, re.S).group(1).count("<tr>") == 4  # type: ignore[union-attr]
     assert len(images(doc)) == 3  # two summaries and the live violations

@@ -149,7 +149,8 @@
       tr.appendChild(el("td", "num", fmt(r.violations_rps)));
       var rate = num(r.violation_rate);
       tr.appendChild(el("td", "num" + (rate !== null && rate > 0.05 ? " stale-val" : ""),
-                        rate === null ? "–" : (100 * rate).toFixed(1) + " %"));
+                        rate === null ? "–" : (100 * rate).toFixed(1) + " %" +
+                        (r.rps === null && r.priority !== "*" ? " of all" : "")));
       body.appendChild(tr);
     });
   }
