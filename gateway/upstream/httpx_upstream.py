@@ -33,6 +33,9 @@ class HttpxUpstream:
             http2=False,
             trust_env=False,
         )
+        # Pass bytes through: never ask for compression the client did not ask for, and
+        # never decode what the worker compressed (the client gets Content-Encoding as is).
+        self._client.headers.pop("accept-encoding", None)
 
     async def close(self) -> None:
         """Close the pool."""
@@ -54,13 +57,18 @@ class HttpxUpstream:
             raise UpstreamError("upstream client not started")
         timeout = httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
         try:
-            resp = await client.request(
+            req = client.build_request(
                 "POST" if body is not None else "GET",
                 worker.url + target,
                 content=body,
                 headers=headers,
                 timeout=timeout,
             )
+            resp = await client.send(req, stream=True)
+            try:
+                data = b"".join([chunk async for chunk in resp.aiter_raw()])
+            finally:
+                await resp.aclose()
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"worker {worker.id} did not answer in {timeout_s:g} s") from exc
         except httpx.HTTPError as exc:
@@ -69,6 +77,6 @@ class HttpxUpstream:
         return UpstreamResponse(
             ok=200 <= resp.status_code < 300,
             status=resp.status_code,
-            body=resp.content,
+            body=data,
             headers={k: rh[k] for k in PASS_RESPONSE_HEADERS if k in rh},
         )

@@ -1,0 +1,93 @@
+"""Small fakes behind the gateway's seams, for tests of code that uses them.
+
+The code under test stays the real code (STYLE.md principle 5): :class:`FakeUpstream` stands
+in for the network to Triton, :class:`FixedPolicy` for a routing policy; the state seam's fake
+is the real in-process :class:`gateway.state.memory_store.MemoryStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.routing.types import Decision, Request, WorkerInfo
+from gateway.upstream.base import UpstreamResponse
+
+__all__ = ["FakeUpstream", "FixedPolicy", "SentRequest"]
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """What a :class:`FakeUpstream` was asked to send."""
+
+    worker: str
+    target: str
+    body: bytes | None
+    headers: dict[str, str]
+    timeout_s: float
+
+
+@dataclass
+class FakeUpstream:
+    """Records calls and answers from ``respond`` (default: 200 echoing the body as JSON).
+
+    Attributes:
+        respond: ``(worker, target, body) -> UpstreamResponse``, or raise a ``GatewayError``.
+        delay_s: simulated service time before answering.
+        sent: every call, in order.
+    """
+
+    respond: Callable[[WorkerInfo, str, bytes | None], UpstreamResponse] | None = None
+    delay_s: float = 0.0
+    sent: list[SentRequest] = field(default_factory=list)
+    started: bool = False
+    closed: bool = False
+    fail: dict[str, GatewayError] = field(default_factory=dict)
+    """Worker id -> error to raise for it (connection refused, timeout...)."""
+
+    async def start(self) -> None:
+        """Mark started."""
+        self.started = True
+
+    async def close(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+    async def call(
+        self,
+        worker: WorkerInfo,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout_s: float,
+    ) -> UpstreamResponse:
+        """Record and answer."""
+        self.sent.append(SentRequest(worker.id, target, body, dict(headers), timeout_s))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        err = self.fail.get(worker.id)
+        if err is not None:
+            raise err
+        if self.respond is not None:
+            return self.respond(worker, target, body)
+        ctype = headers.get("content-type", "application/json")
+        return UpstreamResponse(True, 200, body or b"{}", {"content-type": ctype})
+
+
+@dataclass
+class FixedPolicy:
+    """Always answers ``decision`` (or ``pick(req, view)`` when given)."""
+
+    decision: Decision
+    name: str = "fixed"
+    pick: Callable[[Request, Any], Decision] | None = None
+    seen: list[Request] = field(default_factory=list)
+
+    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+        """Record ``req``; return the fixed decision."""
+        self.seen.append(req)
+        return self.pick(req, view) if self.pick is not None else self.decision
