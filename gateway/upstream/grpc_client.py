@@ -28,8 +28,10 @@ Deadline propagation: the request path passes every upstream the same ``timeout_
 gateway's ``request_timeout_s``). A gRPC client's own deadline is tighter; the front door sets
 it with :meth:`GrpcUpstream.deadline` around the request, and :meth:`GrpcUpstream.call` then
 uses ``min(timeout_s, deadline - now)`` as the worker call's deadline, and does not send a
-request whose deadline has already passed. The scope is a context variable of this instance,
-so it follows the request's task and nothing else.
+request whose deadline has already passed. A call cut short by the *client's* deadline is
+answered like a cancellation (status 499, ``grpc-status`` ``DEADLINE_EXCEEDED``), not as an
+:class:`~gateway.errors.UpstreamTimeout`: the worker did nothing wrong. The scope is a
+context variable of this instance, so it follows the request's task and nothing else.
 """
 
 from __future__ import annotations
@@ -105,6 +107,14 @@ def grpc_target(worker: WorkerInfo) -> str:
     if not url:
         raise UpstreamError(f"worker {worker.id} has no gRPC endpoint (grpc_url is empty)")
     return url
+
+
+def _client_deadline(message: str) -> UpstreamResponse:
+    """The answer when the client's own deadline ran out (a client-side give-up, HTTP 499)."""
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    return UpstreamResponse(
+        ok=False, status=499, body=message.encode(), headers={"grpc-status": str(code.value[0])}
+    )
 
 
 class GrpcUpstream:
@@ -197,16 +207,27 @@ class GrpcUpstream:
         Returns:
             The worker's answer: response bytes, or Triton's own refusal.
 
+            When the client's deadline (:meth:`deadline`) is what ran out, the answer is
+            ``ok=False, status=499`` (the client gave up, as a cancellation: not the worker's
+            fault) with ``grpc-status`` ``DEADLINE_EXCEEDED``, and nothing is sent if it ran
+            out before the call.
+
         Raises:
-            UpstreamTimeout: no time was left to send it (``timeout_s`` or the context's
-                deadline), or it passed before the worker answered.
+            UpstreamTimeout: ``timeout_s`` (the gateway's own limit) passed first.
             UpstreamError: the worker could not be reached or the call broke.
         """
         at = self._deadline.get()
+        client_bound = False
         if at is not None:
-            timeout_s = min(timeout_s, at - time.monotonic())
+            left = at - time.monotonic()
+            if left < timeout_s:
+                timeout_s, client_bound = left, True
         if timeout_s <= 0:
-            raise UpstreamTimeout(f"deadline passed before the call to worker {worker.id}")
+            if client_bound:
+                return _client_deadline(
+                    f"the deadline passed before the call to worker {worker.id}"
+                )
+            raise UpstreamTimeout(f"no time left to call worker {worker.id}")
         try:
             out = await self._callable(worker, target)(
                 body or b"",
@@ -217,6 +238,11 @@ class GrpcUpstream:
             code = exc.code()
             details = exc.details() or code.name
             if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                if client_bound:
+                    return _client_deadline(
+                        f"deadline exceeded: worker {worker.id} had not answered when the "
+                        f"client's deadline passed ({timeout_s * 1000:.0f} ms after sending)"
+                    )
                 raise UpstreamTimeout(
                     f"worker {worker.id} did not answer within {timeout_s * 1000:.0f} ms"
                 ) from None

@@ -1,0 +1,321 @@
+"""The gRPC front door against real servers: routing facts, hints, errors, deadlines, streams.
+
+One module fleet: pool ``p``, one Triton worker serving ``m`` (2 ms) and ``slow`` (300 ms),
+two instances; the embedded Valkey; the gateway app on uvicorn + grpc.aio. A second gateway
+whose only worker is a closed port checks the unreachable-worker answer.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from gateway.app import create_app
+from gateway.core.net import free_port
+from gateway.server import ServerThread
+from gateway.settings import ModelDefaults, Settings, WorkerSpec
+from workers.testing import FleetFactory, write_scenario
+
+pytestmark = pytest.mark.integration
+
+SLOW_MS = 300.0
+
+
+@dataclass
+class Gateway:
+    grpc: str
+    http: str
+    worker_grpc: str
+    app: Any
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    triton_fleet: FleetFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    directory = tmp_path_factory.mktemp("grpc")
+    path = write_scenario(
+        directory,
+        pools=[
+            {"name": "p", "arch": "toy", "workers": 1, "instances": 2, "rtt_ms": 0,
+             "models": ["m", "slow"]},
+        ],
+        profiles={
+            ("toy", "m"): {1: (2.0, 2.0), 8: (3.0, 3.0)},
+            ("toy", "slow"): {1: (SLOW_MS, SLOW_MS), 8: (SLOW_MS, SLOW_MS)},
+        },
+    )  # fmt: skip
+    workers = triton_fleet(path, inject_faults=False)
+    settings = Settings(
+        workers=[WorkerSpec(**w.as_config()) for w in workers],
+        profiles=directory / "profiles",
+        host="127.0.0.1",
+        port=free_port(),
+        grpc_port=free_port(),
+        models={"m": ModelDefaults(slo_ms=1000), "slow": ModelDefaults(slo_ms=5000)},
+        redis_url=None,
+        max_body_bytes=32 * 1024 * 1024,
+    )
+    app = create_app(settings)
+    with ServerThread(app, host="127.0.0.1", port=settings.port):
+        yield Gateway(
+            grpc=f"127.0.0.1:{settings.grpc_port}",
+            http=f"127.0.0.1:{settings.port}",
+            worker_grpc=workers[0].grpc_url,
+            app=app,
+        )
+
+
+def _request(model: str = "m", batch: int = 1, items: int = 4, **params: Any) -> bytes:
+    req = service_pb2.ModelInferRequest(model_name=model, id="r1")
+    tensor = req.inputs.add(name="INPUT0", datatype="FP32")
+    tensor.shape.extend([batch, items])
+    req.raw_input_contents.append(np.ones((batch, items), np.float32).tobytes())
+    for key, value in params.items():
+        if isinstance(value, str):
+            req.parameters[key].string_param = value
+        elif isinstance(value, float):
+            req.parameters[key].double_param = value
+        else:
+            req.parameters[key].int64_param = value
+    return bytes(req.SerializeToString())
+
+
+@pytest.fixture
+def stub(gateway: Gateway) -> Iterator[Any]:
+    channel = grpc.insecure_channel(
+        gateway.grpc, options=[("grpc.max_receive_message_length", 64 << 20),
+                               ("grpc.max_send_message_length", 64 << 20)]
+    )  # fmt: skip
+    try:
+        yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    finally:
+        channel.close()
+
+
+def _infer(stub: Any, body: bytes, **kw: Any) -> tuple[Any, dict[str, str]]:
+    msg = service_pb2.ModelInferRequest.FromString(body)
+    resp, call = stub.ModelInfer.with_call(msg, **kw)
+    return resp, dict(call.trailing_metadata())
+
+
+def _worker_count(gateway: Gateway, model: str) -> int:
+    client = grpcclient.InferenceServerClient(gateway.worker_grpc)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        return int(stats["inference_stats"]["success"].get("count", 0)) + int(
+            stats["inference_stats"]["fail"].get("count", 0)
+        )
+    finally:
+        client.close()
+
+
+def test_routing_facts_as_trailing_metadata(stub: Any) -> None:
+    resp, trailers = _infer(stub, _request(batch=2))
+    assert resp.id == "r1"
+    out = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(out, np.full((2, 4), 2.0, np.float32))
+    assert trailers["x-synergai-worker"] == "p-0"
+    assert trailers["x-synergai-pool"] == "p"
+    assert trailers["x-synergai-policy"] == "synergai"
+    assert float(trailers["x-synergai-predicted-ms"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "params", "needle"),
+    [
+        ((("x-slo-ms", "abc"),), {}, "x-slo-ms"),
+        ((), {"x-slo-ms": "soon"}, "x-slo-ms"),
+        ((("x-priority", "high"),), {}, "x-priority"),
+        ((), {"x-category": "bulk"}, "x-category"),
+    ],
+)
+def test_bad_hints_are_invalid_argument(
+    stub: Any, metadata: tuple[tuple[str, str], ...], params: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        _infer(stub, _request(**params), metadata=metadata)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in info.value.details()
+
+
+def test_metadata_hint_wins_over_parameter(stub: Any) -> None:
+    # The parameter alone would shed (0.01 ms); the metadata's generous SLO wins.
+    _infer(stub, _request(**{"x-slo-ms": 0.01}), metadata=(("x-slo-ms", "1000"),))
+    with pytest.raises(grpc.RpcError) as info:
+        _infer(stub, _request(**{"x-slo-ms": 0.01}))
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_shed_is_resource_exhausted_with_retry_after(stub: Any, gateway: Gateway) -> None:
+    before = _worker_count(gateway, "slow")
+    with pytest.raises(grpc.RpcError) as info:
+        _infer(stub, _request("slow"), metadata=(("x-slo-ms", "10"), ("x-priority", "0")))
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "SLO 10 ms cannot be met" in info.value.details()
+    assert dict(info.value.trailing_metadata())["retry-after"] == "1"
+    assert _worker_count(gateway, "slow") == before  # never sent
+
+
+def test_unknown_model_and_malformed_request(gateway: Gateway) -> None:
+    channel = grpc.insecure_channel(gateway.grpc)
+    try:
+        raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\x0a\x05ab")
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed ModelInferRequest" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            raw(_request("nope"))
+        assert info.value.code() is grpc.StatusCode.NOT_FOUND
+        assert "nope" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary("/inference.GRPCInferenceService/RepositoryIndex")(b"")
+        assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        channel.close()
+
+
+def test_deadline_that_cannot_be_met_is_not_sent(stub: Any, gateway: Gateway) -> None:
+    before = _worker_count(gateway, "slow")
+    t0 = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as info:
+        _infer(stub, _request("slow"), timeout=0.1)
+    elapsed = time.perf_counter() - t0
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "not sent" in info.value.details()
+    assert elapsed < 0.09  # refused at once, not at the deadline
+    assert _worker_count(gateway, "slow") == before
+
+
+def test_deadline_propagates_to_the_worker_call(stub: Any, gateway: Gateway) -> None:
+    # Priority 1 is never shed: it is sent best effort, and the worker call carries the
+    # client's remaining deadline, so the gateway gives up with the client, not after 300 ms.
+    t0 = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as info:
+        _infer(stub, _request("slow"), timeout=0.12, metadata=(("x-priority", "1"),))
+    elapsed = time.perf_counter() - t0
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert elapsed < 0.25
+    service = gateway.app.state.service
+    deadline = time.monotonic() + 2
+    while service.inflight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.inflight == 0
+
+
+def test_generous_deadline_is_served(stub: Any) -> None:
+    resp, trailers = _infer(stub, _request("slow"), timeout=5)
+    assert resp.model_name == "slow" and trailers["x-synergai-worker"] == "p-0"
+
+
+def test_messages_over_grpc_default_limit_pass_through(stub: Any) -> None:
+    items = 3 * 1024 * 1024  # 12 MiB in, 12 MiB out: over grpc's 4 MiB default
+    resp, _ = _infer(stub, _request(items=items))
+    out = np.frombuffer(resp.raw_output_contents[0], np.float32)
+    assert out.size == items and float(out[0]) == 2.0 and float(out[-1]) == 2.0
+
+
+def test_stream_routes_each_message_and_reports_errors_by_id(gateway: Gateway) -> None:
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(gateway.grpc)
+    try:
+        client.start_stream(
+            callback=lambda result, error: answers.put((result, error)),
+            headers={"x-slo-ms": "2000"},
+        )
+        x = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        x.set_data_from_numpy(np.ones((1, 4), np.float32))
+        t0 = time.perf_counter()
+        for i in range(6):  # 6 x 300 ms on 2 instances: ~0.9 s only if they overlap
+            client.async_stream_infer("slow", [x], request_id=f"s{i}")
+        client.async_stream_infer("nope", [x], request_id="bad")
+        ids, errors = set(), []
+        for _ in range(7):
+            result, error = answers.get(timeout=10)
+            if error is not None:
+                errors.append(error.message())
+            else:
+                resp = result.get_response()
+                ids.add(resp.id)
+                assert resp.parameters["x-synergai-worker"].string_param == "p-0"
+                assert resp.parameters["triton_final_response"].bool_param
+        elapsed = time.perf_counter() - t0
+        client.stop_stream()
+    finally:
+        client.close()
+    assert ids == {f"s{i}" for i in range(6)}
+    assert errors == ["NOT_FOUND: unknown model 'nope'"]
+    assert elapsed < 1.7, "stream messages must be routed concurrently"
+
+
+def test_stream_error_carries_request_id(stub: Any) -> None:
+    bad = service_pb2.ModelInferRequest.FromString(_request("nope"))
+    (answer,) = list(stub.ModelStreamInfer(iter([bad])))
+    assert answer.error_message.startswith("NOT_FOUND")
+    assert answer.infer_response.id == "r1"
+
+
+def test_grpc_requests_are_counted_like_rest(stub: Any, gateway: Gateway) -> None:
+    _infer(stub, _request())
+    text = gateway.app.state.metrics.registry
+    from prometheus_client import generate_latest
+
+    exposition = generate_latest(text).decode()
+    assert (
+        'synergai_requests_total{code="200",model="m",policy="synergai",pool="p",worker="p-0"}'
+        in exposition
+    )
+
+
+def test_unreachable_worker_is_unavailable(tmp_path: Any) -> None:
+    dead = WorkerSpec(
+        id="dead-0", pool="d", arch="toy", url=f"http://127.0.0.1:{free_port()}",
+        grpc_url=f"127.0.0.1:{free_port()}", models=["m"],
+    )  # fmt: skip
+    profiles = tmp_path / "profiles" / "toy"
+    profiles.mkdir(parents=True)
+    (profiles / "m.yaml").write_text(
+        "arch: toy\nmodel: m\nengine: x\nsource: test\nmax_batch: 8\n"
+        "latency_ms:\n  1: {p50: 2, p99: 2}\n",
+        encoding="utf-8",
+    )
+    settings = Settings(
+        workers=[dead], profiles=tmp_path / "profiles", host="127.0.0.1", port=free_port(),
+        grpc_port=free_port(), redis_url=None, health_interval_s=60,
+    )  # fmt: skip
+    with ServerThread(create_app(settings), host="127.0.0.1", port=settings.port):
+        channel = grpc.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
+        try:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                _infer(stub, _request(), timeout=5)
+            assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "dead-0" in info.value.details() or "no healthy worker" in info.value.details()
+        finally:
+            channel.close()
+
+
+def test_tritonclient_error_classes(gateway: Gateway) -> None:
+    client = grpcclient.InferenceServerClient(gateway.grpc)
+    try:
+        x = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        x.set_data_from_numpy(np.ones((1, 4), np.float32))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("slow", [x], headers={"x-slo-ms": "5"})
+        assert info.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("slow", [x], client_timeout=0.05)
+        assert info.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+    finally:
+        client.close()
