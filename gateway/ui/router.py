@@ -77,7 +77,7 @@ def ui_router(
 
     @router.get(UI_PATH + "/", include_in_schema=False)
     async def page_slash() -> RedirectResponse:
-        return RedirectResponse(UI_PATH)
+        return RedirectResponse("../ui")  # relative: keeps any path prefix in front
 
     @router.get(UI_PATH + "/static/{name}", include_in_schema=False)
     async def asset(name: str) -> Response:

@@ -137,6 +137,7 @@ def _load(base: str, stop: threading.Event, slo_ms: str, priority: str) -> None:
             client.post("/v2/models/resnet50/infer", json=body, headers=headers)
 
 
+@pytest.mark.integration
 def test_live_page_against_real_gateway(
     chromium: Any, serve: Callable[[Any], Any], artifacts: Path, tmp_path: Path
 ) -> None:

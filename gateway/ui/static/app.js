@@ -6,7 +6,8 @@
   var params = new URLSearchParams(location.search);
   var POLL_MS = Math.max(200, Number(params.get("interval")) || 2000);
   var STALE_AFTER_S = Number(params.get("stale_after")) || 5;
-  var WORKERS_URL = "/synergai/v1/workers", STATS_URL = "/synergai/v1/stats";
+  // Relative to /synergai/ui, so the page also works behind a path prefix (ingress).
+  var WORKERS_URL = "v1/workers", STATS_URL = "v1/stats";
   var HISTORY = 180;
   var C = window.SynergCharts, fmt = C.fmt;
   var state = {updates: 0, lastOk: null, failures: 0, outstanding: [], t0: Date.now()};
