@@ -153,7 +153,7 @@ class FaultInjector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._active: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {f.server: threading.Lock() for f in faults}
         self.applied: list[tuple[float, str, str, str]] = []
         """``(t_s, phase, kind, server)`` as applied, for tests and logs."""
 
@@ -197,7 +197,7 @@ class FaultInjector:
     def _apply_logged(self, origin: float, phase: str, fault: Fault) -> None:
         t = time.monotonic() - origin
         try:
-            with self._lock:
+            with self._locks[fault.server]:  # per server: a restart elsewhere never waits
                 self._apply(phase, fault)
             self.applied.append((t, phase, fault.kind, fault.server))
         except Exception as exc:  # keep the schedule going; report

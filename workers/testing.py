@@ -91,6 +91,7 @@ class FleetFactory:
         self._pids: set[int] = set()
 
     def __call__(self, scenario: Any, **kwargs: Any) -> list[WorkerSpec]:
+        """Start a fleet of ``scenario`` (``Fleet`` keyword arguments pass through)."""
         fleet = Fleet(scenario, **kwargs)
         self.fleets.append(fleet)
         workers = fleet.start()

@@ -21,7 +21,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from workers.fleet import Fault, FaultInjector, WorkerSpec
+from workers.fleet import FaultInjector, WorkerSpec
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -297,7 +297,7 @@ def test_run_workers_serves_until_sigterm(tmp_path: Path) -> None:
         assert any(c.name() == "tritonserver" for c in children)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        gone, alive = psutil.wait_procs(children, timeout=5)
+        _, alive = psutil.wait_procs(children, timeout=5)
         assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE]
     finally:
         if proc.poll() is None:

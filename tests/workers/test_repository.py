@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.prediction.profiles import LatencyPoint, Profile
+from workers.repository import EmulatedModel, ServerSpec, write_repository
+
+
+def _emulation(config: str) -> dict[str, object]:
+    m = re.search(r'string_value: "((?:[^"\\]|\\.)*)"', config)
+    assert m
+    return json.loads(m.group(1).replace('\\"', '"').replace("\\\\", "\\"))
+
+
+def test_from_profile_uses_the_profile_fit() -> None:
+    prof = Profile("a", "m", 4, (LatencyPoint(1, 10.0, 20.0), LatencyPoint(4, 16.0, 30.0)))
+    em = EmulatedModel.from_profile(prof)
+    assert em.name == "m" and em.max_batch == 4 and sorted(em.lognormal) == [1, 2, 3, 4]
+    for b in range(1, 5):
+        assert em.lognormal[b] == pytest.approx(prof.lognormal(b))
+
+
+def test_fixed_model_is_deterministic() -> None:
+    em = EmulatedModel.fixed("x", 10.0, max_batch=3, per_item_ms=2.0)
+    assert [math.exp(em.lognormal[b][0]) for b in (1, 2, 3)] == pytest.approx([10, 12, 14])
+    assert all(s == 0.0 for _, s in em.lognormal.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"instances": 0}, "instances"),
+        ({"models": []}, "at least one model"),
+        ({"models": [EmulatedModel.fixed("a", 1), EmulatedModel.fixed("a", 2)]}, "duplicate"),
+    ],
+)
+def test_server_spec_validation(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"name": "s", "models": [EmulatedModel.fixed("a", 1)]}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        ServerSpec(**args)  # type: ignore[arg-type]
+
+
+def test_repository_layout_and_config(tmp_path: Path) -> None:
+    spec = ServerSpec(
+        "edge-0",
+        [EmulatedModel.fixed("m1", 5.0, max_batch=2), EmulatedModel.fixed("m-2", 7.0)],
+        instances=3,
+        speed=[(0.0, 1.0), (30.0, 2.0)],
+        seed=42,
+    )
+    root = write_repository(spec, tmp_path / "repo", tmp_path / "control.json")
+    assert sorted(p.name for p in root.iterdir()) == ["m-2", "m1"]
+    assert (root / "m1" / "1" / "model.py").read_text().startswith('"""Emulated model')
+    config = (root / "m1" / "config.pbtxt").read_text()
+    assert 'name: "m1"' in config and 'backend: "python"' in config
+    assert "max_batch_size: 2" in config
+    assert "count: 3" in config
+    assert 'rate_limiter { resources [{name: "SLOT", global: true, count: 1}] }' in config
+    for name in ("INPUT0", "INPUT1", "INPUT2", "OUTPUT0", "OUTPUT1", "OUTPUT2"):
+        assert f'name: "{name}"' in config
+    assert "decoupled" not in config  # unary inference must work over HTTP and gRPC
+    emu = _emulation(config)
+    assert emu["model"] == "m1" and emu["seed"] == 42
+    assert emu["speed"] == [[0.0, 1.0], [30.0, 2.0]]
+    assert emu["control_file"] == str(tmp_path / "control.json")
+    assert set(emu["lognormal"]) == {"1", "2"}  # type: ignore[arg-type]
+    # Rewriting replaces the old content.
+    write_repository(ServerSpec("edge-0", [EmulatedModel.fixed("z", 1)]), root, tmp_path / "c")
+    assert sorted(p.name for p in root.iterdir()) == ["z"]
