@@ -74,13 +74,16 @@ def _module_constant(path: str, name: str) -> float:
     """A numeric module-level constant of a source file (read, not imported: no heavy imports)."""
     tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-        if isinstance(target, ast.Name) and target.id == name and node.value is not None:
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, int | float)
-            return value
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == name:
+            constant = ast.literal_eval(value)
+            assert isinstance(constant, int | float), f"{path}: {name} is not a number"
+            return float(constant)
     return 0.0
 
 
