@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit test-slow loadtest clean
+.PHONY: demo test lint types browser-deps test-slow loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,8 +24,14 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types
+test: lint types browser-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Browser tests need Debian's chromium; install it when we can (root + apt), else they skip.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: browser tests will be skipped"; }
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
