@@ -174,6 +174,7 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
                 timeout_s=settings.redis_timeout_s,
                 lease_ttl_s=settings.lease_ttl_s,
                 backoff_max_s=settings.redis_backoff_max_s,
+                max_connections=settings.redis_max_connections,
             )
         await store.start()
         service.store = store

@@ -107,6 +107,7 @@ class _Fields(BaseModel):
     redis_prefix: str = "synergai"
     redis_timeout_s: PositiveFloat = 0.05
     redis_backoff_max_s: PositiveFloat = 2.0
+    redis_max_connections: PositiveInt = 128
     lease_ttl_s: PositiveFloat = 60.0
     refresh_interval_s: PositiveFloat = 0.1
     stale_after_s: PositiveFloat = 2.0

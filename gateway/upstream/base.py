@@ -22,13 +22,13 @@ from gateway.routing.types import WorkerInfo
 
 __all__ = ["PASS_REQUEST_HEADERS", "PASS_RESPONSE_HEADERS", "Upstream", "UpstreamResponse"]
 
-PASS_REQUEST_HEADERS = (
-    "content-type",
-    "inference-header-content-length",
-    "content-encoding",
-    "accept-encoding",
-)
-"""Request headers forwarded to Triton (lower-case); everything else stays at the gateway."""
+PASS_REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+"""Request headers forwarded to Triton (lower-case); everything else stays at the gateway.
+
+``Accept-Encoding`` is deliberately not forwarded: compressing on loopback costs CPU for no
+gain, and Triton 2.51's gzip answers fail to decode in aiohttp ("incorrect header check"), so
+a browser- or requests-style client would break. Responses come back uncompressed, which HTTP
+allows. A compressed *request* (``Content-Encoding``) is forwarded as is."""
 
 PASS_RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
 """Response headers passed back to the client."""

@@ -1,0 +1,159 @@
+"""The Lua scripts against a real (embedded) Valkey: atomicity, leases, fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.core.clock import ManualClock, MonotonicClock
+from gateway.core.net import free_port
+from gateway.embedded import EmbeddedValkey
+from gateway.state.redis_store import RedisStore
+from gateway.state.store import Lease
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def valkey() -> Iterator[EmbeddedValkey]:
+    with EmbeddedValkey() as v:
+        yield v
+
+
+@pytest.fixture
+async def store(
+    valkey: EmbeddedValkey, request: pytest.FixtureRequest
+) -> AsyncIterator[RedisStore]:
+    s = RedisStore(
+        valkey.url, MonotonicClock(), prefix=f"t{abs(hash(request.node.name))}", timeout_s=1.0
+    )
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def test_reserve_release_round_trip(store: RedisStore) -> None:
+    a, b = Lease("w", "g:1", 12_500), Lease("w", "g:2", 1_000)
+    got = await store.reserve(a)
+    snap = await store.snapshot(["w"])
+    assert got is not None and snap is not None and snap["w"] == got
+    got = await store.reserve(b)
+    assert got is not None and got.outstanding == 2 and got.work_ms == 13.5
+    got = await store.release(a)
+    assert got is not None and got.outstanding == 1 and got.work_ms == 1.0
+    got = await store.release(b)
+    assert got is not None and (got.outstanding, got.work_ms) == (0, 0.0)
+
+
+async def test_release_is_idempotent_and_never_negative(store: RedisStore) -> None:
+    a = Lease("w", "g:1", 5_000)
+    await store.reserve(a)
+    await store.reserve(a)  # the same lease twice counts once
+    assert (await store.snapshot(["w"]))["w"].outstanding == 1  # type: ignore[index]
+    await store.release(a)
+    got = await store.release(a)
+    assert got is not None and (got.outstanding, got.work_ms) == (0, 0.0)
+    got = await store.release(Lease("w", "never:1", 9_000))
+    assert got is not None and (got.outstanding, got.work_ms) == (0, 0.0)
+
+
+async def test_snapshot_is_one_round_trip(store: RedisStore) -> None:
+    await store.reserve(Lease("a", "g:1", 1000))
+    before = store.round_trips
+    snap = await store.snapshot(["a", "b", "c"])
+    assert store.round_trips == before + 1
+    assert snap is not None and snap["a"].outstanding == 1 and snap["b"].outstanding == 0
+
+
+async def test_expired_leases_are_undone(valkey: EmbeddedValkey) -> None:
+    s = RedisStore(valkey.url, MonotonicClock(), prefix="ttl", lease_ttl_s=0.05, timeout_s=1.0)
+    try:
+        await s.reserve(Lease("w", "dead:1", 7_000))
+        await s.reserve(Lease("w", "dead:2", 3_000))
+        await asyncio.sleep(0.1)
+        live = Lease("w", "live:1", 2_000)
+        s2 = RedisStore(valkey.url, MonotonicClock(), prefix="ttl", lease_ttl_s=60, timeout_s=1.0)
+        await s2.reserve(live)
+        assert await s.expire_leases(["w"]) == 2
+        snap = await s.snapshot(["w"])
+        assert snap is not None and (snap["w"].outstanding, snap["w"].work_ms) == (1, 2.0)
+        assert (await s.release(Lease("w", "dead:1", 7_000))).outstanding == 1  # type: ignore[union-attr]
+        assert (await s2.release(live)).outstanding == 0  # type: ignore[union-attr]
+        await s2.close()
+    finally:
+        await s.close()
+
+
+async def test_concurrent_burst_returns_to_zero(store: RedisStore) -> None:
+    leases = [Lease(f"w{i % 3}", f"g:{i}", 1_000 + i) for i in range(300)]
+    await asyncio.gather(*(store.reserve(x) for x in leases))
+    snap = await store.snapshot(["w0", "w1", "w2"])
+    assert snap is not None and sum(v.outstanding for v in snap.values()) == 300
+    await asyncio.gather(*(store.release(x) for x in leases))
+    snap = await store.snapshot(["w0", "w1", "w2"])
+    assert snap is not None and all((v.outstanding, v.work_ms) == (0, 0.0) for v in snap.values())
+
+
+async def test_fails_open_backs_off_and_recovers() -> None:
+    port = free_port()
+    clock = ManualClock()
+    s = RedisStore(f"redis://127.0.0.1:{port}/0", clock, timeout_s=0.05, backoff_max_s=1.0)
+    await s.start()  # nothing listening: no exception
+    assert not s.available and s.errors == 1
+    assert await s.reserve(Lease("w", "g:1", 1)) is None
+    assert s.errors == 1  # backing off: Redis not even tried
+    clock.advance(0.06)
+    assert s.available
+    assert await s.snapshot(["w"]) is None and s.errors == 2
+    with EmbeddedValkey() as v:
+        s2 = RedisStore(v.url, clock, timeout_s=0.5)
+        clock.advance(5)
+        assert s2.available
+        assert (await s2.reserve(Lease("w", "g:1", 1000))) is not None
+        await s2.close()
+    await s.close()
+
+
+async def test_restart_with_data_lost_stays_consistent(valkey: EmbeddedValkey) -> None:
+    s = RedisStore(valkey.url, MonotonicClock(), prefix="lost", timeout_s=1.0)
+    a = Lease("w", "g:1", 4_000)
+    await s.reserve(a)
+    await s.client.flushall()  # what a restart without persistence does
+    got = await s.release(a)
+    assert got is not None and (got.outstanding, got.work_ms) == (0, 0.0)
+    await s.close()
+
+
+ops = st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=40)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=ops)
+def test_interleavings_match_the_lease_model(
+    valkey: EmbeddedValkey, ops: list[tuple[bool, int]]
+) -> None:
+    async def run() -> None:
+        s = RedisStore(valkey.url, MonotonicClock(), prefix="prop", timeout_s=1.0)
+        await s.client.delete(*s.keys("w"))
+        held: dict[str, int] = {}
+        for reserve, n in ops:
+            us = 1_000 * n + 7  # a lease's work is fixed when it is made
+            lease = Lease("w", f"g:{n}", us)
+            if reserve:
+                got = await s.reserve(lease)
+                held.setdefault(lease.token, us)
+            else:
+                got = await s.release(lease)
+                held.pop(lease.token, None)
+            assert got is not None
+            assert got.outstanding == len(held) >= 0
+            assert got.work_ms == pytest.approx(sum(held.values()) / 1000.0)
+        await s.close()
+
+    asyncio.run(run())
