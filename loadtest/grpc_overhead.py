@@ -115,15 +115,15 @@ def run(seconds: float, rounds: int, concurrency: Sequence[int]) -> dict[str, An
                     lat[(target, proto)] += res.latencies_ms
                     errors[(target, proto)] += res.errors
                     measured[(target, proto)] += res.seconds
-            for (target, proto), values in lat.items():
+            for key, values in lat.items():
                 rows.append(
                     {
-                        "target": target,
-                        "protocol": proto,
+                        "target": key[0],
+                        "protocol": key[1],
                         "concurrency": c,
                         "requests": len(values),
-                        "errors": errors[(target, proto)],
-                        "rps": round(len(values) / max(measured[(target, proto)], 1e-9), 1),
+                        "errors": errors[key],
+                        "rps": round(len(values) / max(measured[key], 1e-9), 1),
                         "p50_ms": _round(percentile(values, 50)),
                         "p99_ms": _round(percentile(values, 99)),
                     }
