@@ -319,3 +319,14 @@ def test_tritonclient_error_classes(gateway: Gateway) -> None:
         assert info.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     finally:
         client.close()
+
+
+def test_demo_sample_runs_as_printed(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.api.grpc_example import grpc_sample
+
+    text = grpc_sample(gateway.grpc, "m", 500)
+    code = "\n".join(line[4:] for line in text.splitlines() if line.startswith("    "))
+    exec(compile(code, "<demo sample>", "exec"), {})
+    out = capsys.readouterr().out
+    assert "[[0. 2. 4. 6.]]" in out
+    assert "'x-synergai-worker': 'p-0'" in out
