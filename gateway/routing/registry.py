@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.policies.least_outstanding import LeastOutstanding
+from gateway.routing.policies.oracle import Oracle
 from gateway.routing.policies.p2c import PowerOfTwo
 from gateway.routing.policies.peak_ewma import PeakEwma
+from gateway.routing.policies.profile_static import ProfileStatic
 from gateway.routing.policies.random_choice import RandomChoice
 from gateway.routing.policies.round_robin import RoundRobin
+from gateway.routing.policies.synergai import SynergAI
 from gateway.routing.types import Policy
 
 __all__ = ["PolicySpec", "make_policy", "policy_names"]
@@ -37,6 +40,9 @@ REGISTRY: tuple[PolicySpec, ...] = (
     PolicySpec("least_outstanding", lambda book, seed: LeastOutstanding()),
     PolicySpec("p2c", lambda book, seed: PowerOfTwo()),
     PolicySpec("peak_ewma", lambda book, seed: PeakEwma()),
+    PolicySpec("profile_static", lambda book, seed: ProfileStatic()),
+    PolicySpec("synergai", lambda book, seed: SynergAI()),
+    PolicySpec("oracle", lambda book, seed: Oracle(), sim_only=True),
 )
 """Every policy, in the order tables list them."""
 

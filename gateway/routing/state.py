@@ -37,14 +37,17 @@ class WorkerState:
         fails: consecutive failed requests.
         ewma_ms: peak-EWMA of observed client latency (ms), for ``peak_ewma``.
         corrections: online correction per model.
+        wait: expected wait (ms) for a slot, recomputed on every change.
+        cfac: correction factor per model as of its last sample (undecayed; index keys).
+        slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
 
     __slots__ = (
+        "cfac",
         "corrections",
         "d_out",
         "d_work",
         "ejected_until",
-        "entries",
         "ewma_ms",
         "ewma_t",
         "fails",
@@ -62,6 +65,8 @@ class WorkerState:
         "shared_at",
         "shared_out",
         "shared_work",
+        "slots",
+        "wait",
         "work_ms",
     )
 
@@ -90,7 +95,9 @@ class WorkerState:
         self.fails = 0
         self.ewma_ms = DEFAULT_RTT_MS
         self.ewma_t = -math.inf
-        self.entries: dict[str, list[object]] = {}
+        self.wait = 0.0
+        self.cfac = dict.fromkeys(profiles, 1.0)
+        self.slots: list[tuple[object, int, str]] = []
 
     def available(self, now: float) -> bool:
         """Healthy by probe and not ejected after a failure."""
@@ -98,7 +105,12 @@ class WorkerState:
 
     def wait_ms(self) -> float:
         """Expected wait (ms) for a slot; see :func:`expected_wait_ms`."""
-        return expected_wait_ms(self.out, self.work_ms, self.instances)
+        return self.wait
+
+    def recompute_wait(self) -> float:
+        """Refresh :attr:`wait` from ``out``, ``work_ms`` and ``instances``."""
+        self.wait = expected_wait_ms(self.out, self.work_ms, self.instances)
+        return self.wait
 
     def correction(self, model: str, now: float) -> float:
         """Online correction factor for ``model`` at ``now`` (1.0 if unknown)."""

@@ -44,6 +44,9 @@ class Truth(Protocol):
     def completion_ms(self, worker: str, req: Request, now: float) -> float:
         """True client latency (ms) ``req`` would see on ``worker`` if sent at ``now``."""
 
+    def best(self, req: Request, now: float) -> tuple[str | None, float]:
+        """The worker that truly answers ``req`` first and its latency (ms), or (None, inf)."""
+
 
 class FleetView:
     """Implements :class:`gateway.routing.types.RoutingView`; see the module docstring."""
@@ -94,8 +97,9 @@ class FleetView:
             idx = by_pool.get(key)
             if idx is None:
                 idx = by_pool[key] = PoolIndex(info.pool, info.arch, m, p)
-            idx.add(s, 0.0)
+            s.slots.append((idx, idx.add(s), m))
         self._eligible.clear()
+        self._settle(s, -math.inf)
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker (its in-flight requests are dropped from the books)."""
@@ -103,16 +107,15 @@ class FleetView:
         if s is None:
             return
         self._order.remove(s)
-        for m in s.profiles:
+        for idx, pos, m in s.slots:
+            assert isinstance(idx, PoolIndex)
+            idx.remove(pos)
             by_pool = self._indexes.get(m, {})
-            key = (s.info.pool, s.info.arch)
-            idx = by_pool.get(key)
-            if idx is not None:
-                idx.remove(s)
-                if not len(idx):
-                    del by_pool[key]
+            if not len(idx):
+                by_pool.pop((idx.pool, idx.arch), None)
             if not by_pool:
                 self._indexes.pop(m, None)
+        s.slots = []
         self._eligible.clear()
 
     # queries ---------------------------------------------------------------------------
@@ -151,11 +154,17 @@ class FleetView:
             self.refresh(now)
         out = []
         for idx in self._indexes.get(model, {}).values():
-            if batch <= idx.profile.max_batch:
-                s = idx.best(now)
-                if s is not None:
-                    out.append((idx, s))
-        return out
+            if batch <= idx.max_batch:
+                keys = idx.keys
+                m = min(keys)
+                if m != math.inf:
+                    out.append((idx, idx.members[keys.index(m)]))
+        return out  # type: ignore[return-value]
+
+    def indexes(self, model: str) -> Sequence[PoolIndex]:
+        """The per-pool indexes of ``model`` (empty if no worker serves it)."""
+        by_pool = self._indexes.get(model)
+        return () if by_pool is None else list(by_pool.values())
 
     def stale(self, now: float) -> bool:
         """Shared figures were seen once but none is fresher than ``stale_after_s``."""
@@ -180,7 +189,7 @@ class FleetView:
             corr = s.corrections[req.model]
             g0 = corr.log_factor(now)
             svc = math.exp(g0) * p.p50(req.batch)
-            self._inflight[id(req)] = (g0, s.wait_ms() + svc, svc)
+            self._inflight[id(req)] = (g0, s.wait + svc, svc)
         s.local_out += 1
         s.local_work_ms += service_ms
         s.d_out += 1
@@ -213,6 +222,7 @@ class FleetView:
             if memo is not None and corr is not None:
                 g0, pred, svc = memo
                 corr.observe(now, latency_ms - s.rtt_ms, pred, svc, g0)
+                s.cfac[req.model] = math.exp(corr.g)
         self._settle(s, now)
 
     def apply_shared(
@@ -260,16 +270,30 @@ class FleetView:
 
     def _settle(self, s: WorkerState, now: float) -> None:
         """Recompute the load used for routing and re-key the worker in its indexes."""
-        if s.shared_at > -math.inf and now - s.shared_at <= self.stale_after_s:
-            s.out = max(s.shared_out + s.d_out, float(s.local_out), 0.0)
-            s.work_ms = max(s.shared_work + s.d_work, s.local_work_ms, 0.0)
+        if s.shared_at != -math.inf and now - s.shared_at <= self.stale_after_s:
+            out = s.shared_out + s.d_out
+            s.out = out = out if out > s.local_out else float(s.local_out)
+            work = s.shared_work + s.d_work
+            s.work_ms = work = work if work > s.local_work_ms else s.local_work_ms
         else:
-            s.out = float(s.local_out)
-            s.work_ms = s.local_work_ms
-        for m in s.profiles:
-            idx = self._indexes[m].get((s.info.pool, s.info.arch))
-            if idx is not None:
-                idx.update(s, now)
+            s.out = out = float(s.local_out)
+            s.work_ms = work = s.local_work_ms
+        k = s.instances
+        if out < k:
+            wait = 0.0
+        else:  # expected_wait_ms, inlined (hot path)
+            svc = work / out
+            wait = (out - k) * svc / k + svc / (k + 1)
+        s.wait = wait
+        if s.probe_healthy and s.ejected_until <= now:
+            base = s.rtt_ms + wait
+            cfac = s.cfac
+            for idx, pos, m in s.slots:
+                idx.keys[pos] = base + cfac[m] * idx.p50_1  # type: ignore[attr-defined]
+                idx.bases[pos] = base  # type: ignore[attr-defined]
+        else:
+            for idx, pos, _ in s.slots:
+                idx.keys[pos] = idx.bases[pos] = math.inf  # type: ignore[attr-defined]
 
     # introspection ---------------------------------------------------------------------
     def rows(self, now: float) -> list[dict[str, Any]]:

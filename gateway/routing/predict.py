@@ -1,0 +1,64 @@
+"""The predictor as policies use it: :class:`~gateway.routing.framework.Estimate` tuples.
+
+``predicted = rtt + W + c * mean(b)``, ``tail = rtt + W + c * p99(b)``, all ms, with ``W`` the
+worker's expected wait and ``c`` its online correction for the model, decayed to ``now``
+(:mod:`gateway.prediction.model` documents both). ``corrected=False`` uses ``c = 1``: the
+offline profile alone. :func:`pool_estimates` is the hot path: one call per decision, the
+best worker of each pool, O(pools); uncorrected, "best" is the least ``rtt + W``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gateway.prediction.profiles import Profile
+from gateway.routing.framework import Estimate
+from gateway.routing.state import WorkerState
+
+__all__ = ["estimate", "pool_estimates"]
+
+_exp = math.exp
+_INF = math.inf
+
+
+def _factor(s: WorkerState, model: str, now: float) -> float:
+    corr = s.corrections[model]
+    g = corr.g
+    if g == 0.0:
+        return 1.0
+    dt = now - corr.t
+    return _exp(g * _exp(-dt / corr.cfg.tau_s)) if dt > 0 else _exp(g)
+
+
+def estimate(
+    s: WorkerState, profile: Profile, model: str, batch: int, now: float, corrected: bool = True
+) -> Estimate:
+    """Prediction for a (model, batch) request on worker ``s`` at ``now``."""
+    c = _factor(s, model, now) if corrected else 1.0
+    mean = c * profile.mean(batch)
+    base = s.rtt_ms + s.wait
+    return Estimate(s, base + mean, base + c * profile.p99(batch), mean, mean / s.instances)
+
+
+def pool_estimates(
+    view: Any, model: str, batch: int, now: float, corrected: bool = True
+) -> list[Estimate]:
+    """Estimates on the best available worker of each pool that serves ``model`` at ``batch``."""
+    if now >= view._next_refresh:
+        view.refresh(now)
+    out = []
+    for idx in view.indexes(model):
+        if batch > idx.max_batch:
+            continue
+        keys = idx.keys if corrected else idx.bases
+        m = min(keys)
+        if m == _INF:
+            continue
+        s = idx.members[keys.index(m)]
+        mean, p99, _ = idx.stats(batch)
+        c = _factor(s, model, now) if corrected else 1.0
+        base = s.rtt_ms + s.wait
+        mean *= c
+        out.append(Estimate(s, base + mean, base + c * p99, mean, mean / s.instances))
+    return out

@@ -1,0 +1,185 @@
+"""The discrete-event loop: one policy, one trace, one fleet; the router learns in time order.
+
+For each arrival, in time order: first every router-visible event due by then is delivered
+to the view (completions with the latency measured at the client, failures, health-probe
+verdicts), then the policy chooses with the arrival time as ``now``, then the request is
+placed on the chosen server's slots (:mod:`loadtest.sim.fleet`) and its outcome is known at
+once to the simulator, but reaches the router only when it happens:
+
+* success: ``finish(latency)`` at ``arrival + latency`` (``latency`` includes the pool rtt);
+* killed by a crash at ``tc``: ``finish(None)`` at ``tc + rtt / 2``;
+* refused by a server that is down: ``finish(None)`` one rtt after it was sent;
+* health probes every ``probe_interval_s``: a crashed server is reported unhealthy at the
+  first probe after the crash and healthy at the first probe after its restart.
+
+A request is a violation unless answered successfully within its SLO (late, shed and failed
+all count). The router's clock and RNG are injected; the only wall clock here is the optional
+``clock_ns`` used to time sampled decisions of the real policy code.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.routing.types import Policy, Request
+from gateway.routing.view import FleetView
+from gateway.scenario import Scenario
+from loadtest.sim.fleet import SimTruth, build_fleet
+from loadtest.sim.trace import Trace
+
+__all__ = ["FAILED", "OK", "SHED", "SimConfig", "SimResult", "simulate"]
+
+OK, SHED, FAILED = 0, 1, 2
+_FINISH, _HEALTH = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Simulator knobs.
+
+    Attributes:
+        probe_interval_s: health-probe period (s) of the router's runner.
+        time_every: time one decision in this many (0: none) with ``clock_ns``.
+    """
+
+    probe_interval_s: float = 1.0
+    time_every: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """Per-request outcomes of one policy on one trace (arrays aligned with the trace)."""
+
+    policy: str
+    status: npt.NDArray[np.int8]
+    latency_ms: npt.NDArray[np.float64]
+    worker: npt.NDArray[np.int32]
+    decision_ns: npt.NDArray[np.int64]
+    wall_s: float
+
+
+def _health_events(
+    fleet_crashes: list[tuple[str, list[tuple[float, float]]]], probe: float
+) -> list[tuple[float, int, int, str, bool]]:
+    out = []
+    seq = -1
+    for wid, windows in fleet_crashes:
+        for tc, tr in windows:
+            seq -= 1
+            out.append((math.floor(tc / probe + 1.0) * probe, seq, _HEALTH, wid, False))
+            if math.isfinite(tr):
+                seq -= 1
+                out.append((math.ceil(tr / probe) * probe, seq, _HEALTH, wid, True))
+    return out
+
+
+def simulate(
+    scenario: Scenario,
+    trace: Trace,
+    policy: Policy,
+    seed: int,
+    *,
+    config: SimConfig | None = None,
+    clock_ns: Callable[[], int] | None = None,
+) -> SimResult:
+    """Run ``policy`` over ``trace`` on a fresh fleet and view of ``scenario`` (scaled).
+
+    Args:
+        scenario: the scenario, ``time_scale`` already applied.
+        trace: its arrivals (:func:`loadtest.sim.trace.build_trace`).
+        policy: a fresh policy object (the registry's, the same the gateway runs).
+        seed: seeds the policy's RNG.
+        config: simulator knobs.
+        clock_ns: a nanosecond clock to time sampled decisions (None: no timing).
+    """
+    cfg = config or SimConfig()
+    fleet = build_fleet(scenario)
+    view = FleetView([w.info for w in fleet], scenario.profile_book)
+    truth = SimTruth(fleet)
+    view.truth = truth
+    rng = random.Random(seed)
+    n = len(trace)
+    status = [OK] * n
+    latency = [math.nan] * n
+    chosen = [-1] * n
+    timings: list[int] = []
+    by_id = {w.info.id: (i, w) for i, w in enumerate(fleet)}
+    streams = [(w.model, w.slo_ms, w.batch, w.priority, w.category) for w in scenario.workload]
+    events: list[tuple[Any, ...]] = []
+    for h in _health_events([(w.info.id, w.crashes) for w in fleet], cfg.probe_interval_s):
+        heapq.heappush(events, (h[0], h[1], h[2], h[3], h[4], 0.0, None))
+    heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+    finish, set_healthy, start, choose = view.finish, view.set_healthy, view.start, policy.choose
+    every = cfg.time_every if clock_ns is not None else 0
+    ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
+    seq = 0
+    wall0 = clock_ns() if clock_ns is not None else 0
+    gc_was = gc.isenabled()
+    gc.disable()  # the loop allocates only acyclic tuples; cyclic GC passes are pure cost
+    try:
+        for i in range(n):
+            t = ts[i]
+            while events and events[0][0] <= t:
+                ev = heappop(events)
+                if ev[2] == _FINISH:
+                    finish(ev[3], ev[4], ev[5], ev[6], ev[0])
+                else:
+                    set_healthy(ev[3], ev[4], ev[0])
+            model, slo, batch, prio, cat = streams[ss[i]]
+            req = Request(model, slo, batch, prio, cat, t)
+            z = zs[i]
+            truth.z = z
+            if every and i % every == 0:
+                t0 = clock_ns()  # type: ignore[misc]
+                d = choose(req, view, t, rng)
+                timings.append(clock_ns() - t0)  # type: ignore[misc]
+            else:
+                d = choose(req, view, t, rng)
+            wid = d.worker
+            if wid is None:
+                status[i] = SHED
+                continue
+            k, w = by_id[wid]
+            chosen[i] = k
+            svc = d.service_ms
+            start(wid, req, svc, t)
+            seq += 1
+            a = t + w.rtt_s * 0.5
+            tc, _ = w.advance(a)
+            if tc <= a:  # down: refused
+                status[i] = FAILED
+                heappush(events, (t + w.rtt_s, seq, _FINISH, wid, req, svc, None))
+                continue
+            slots = w.slots
+            s0 = slots[0]
+            begin = a if a > s0 else s0
+            end = begin + w.service_s(model, batch, z, begin)
+            heapreplace(slots, end)
+            if end > tc:  # killed by the crash at tc
+                status[i] = FAILED
+                heappush(events, (tc + w.rtt_s * 0.5, seq, _FINISH, wid, req, svc, None))
+                continue
+            lat = (end - t) * 1000.0 + w.info.rtt_ms * 0.5
+            latency[i] = lat
+            heappush(events, (t + lat / 1000.0, seq, _FINISH, wid, req, svc, lat))
+    finally:
+        if gc_was:
+            gc.enable()
+    wall = ((clock_ns() - wall0) / 1e9) if clock_ns is not None else math.nan
+    return SimResult(
+        policy.name,
+        np.asarray(status, dtype=np.int8),
+        np.asarray(latency, dtype=np.float64),
+        np.asarray(chosen, dtype=np.int32),
+        np.asarray(timings, dtype=np.int64),
+        wall,
+    )
