@@ -34,6 +34,13 @@ class EmbeddedValkey:
             raise RuntimeError("embedded Valkey is not running")
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """PID of the ``valkey-server`` process while running (for reaping checks)."""
+        proc = getattr(self._server, "_process", None)
+        pid = getattr(proc, "pid", None)
+        return pid if isinstance(pid, int) else None
+
     def start(self, timeout_s: float = 10.0) -> str:
         """Start the server (no persistence) and return its URL.
 

@@ -338,15 +338,18 @@ class InferenceService:
             m.prediction_error.labels(worker.pool).observe(latency_ms / pred)
 
     async def _release(self, reserve: asyncio.Future[WorkerLoad | None], lease: Lease) -> None:
-        """Release after the reservation landed; feed both post-op figures to the view."""
+        """Release once the reservation call is over; feed the post-op figures to the view.
+
+        Released even when the reserve call failed: it may have run on the server after the
+        client timed out, and a release of an unknown lease is a no-op.
+        """
         try:
-            load = await reserve
+            reserved = await reserve
         except Exception:  # a store must not raise; be safe anyway
             log.exception("state reserve failed")
-            load = None
-        if load is None:
+            reserved = None
+        if reserved is None:
             self.metrics.state_errors.inc()
-            return
         load = await self.store.release(lease)
         if load is None:
             self.metrics.state_errors.inc()

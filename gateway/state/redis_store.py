@@ -20,6 +20,11 @@ to the timeout, so a burst of concurrent requests queues briefly instead of fail
 Fail open: every call has a short socket timeout; on an error the store answers ``None`` and
 backs off (exponentially, up to ``backoff_max_s``) before touching Redis again, so a dead Redis
 costs the hot path nothing; the first call after the back-off is the reconnection probe.
+
+A release that fails is queued (bounded, oldest dropped) and retried before the next
+snapshot, so counts return to the truth as soon as Redis answers again instead of after a lease
+TTL. Retrying is safe because a release is idempotent; a reservation that timed out at the
+client but ran on the server is undone the same way (callers release after a failed reserve).
 """
 
 from __future__ import annotations
@@ -129,6 +134,8 @@ class RedisStore:
         """Calls that failed since start (for metrics and tests)."""
         self.round_trips = 0
         """Calls that reached Redis (for the round-trips-per-request check)."""
+        self._pending: dict[str, Lease] = {}
+        self._max_pending = 10_000
         self._reserve = self._client.register_script(_RESERVE)
         self._release = self._client.register_script(_RELEASE)
         self._expire = self._client.register_script(_EXPIRE)
@@ -195,14 +202,39 @@ class RedisStore:
         return None if raw is None else _load(raw)
 
     async def release(self, lease: Lease) -> WorkerLoad | None:
-        """Atomically drop the lease and its work if still held; post-op load, or ``None``."""
+        """Atomically drop the lease and its work if still held; post-op load, or ``None``.
+
+        On failure the lease is queued and released again before the next snapshot.
+        """
         raw = await self._run(
             self._release, list(self.keys(lease.worker)), [_member(lease), lease.work_us]
         )
-        return None if raw is None else _load(raw)
+        if raw is None:
+            if len(self._pending) >= self._max_pending:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[lease.token] = lease
+            return None
+        return _load(raw)
+
+    @property
+    def pending_releases(self) -> int:
+        """Releases waiting for Redis to answer again."""
+        return len(self._pending)
+
+    async def _flush_pending(self) -> None:
+        while self._pending and self.available:
+            token, lease = next(iter(self._pending.items()))
+            raw = await self._run(
+                self._release, list(self.keys(lease.worker)), [_member(lease), lease.work_us]
+            )
+            if raw is None:
+                return
+            self._pending.pop(token, None)
 
     async def snapshot(self, workers: Sequence[str]) -> dict[str, WorkerLoad] | None:
-        """Every worker's load, pipelined into one round trip."""
+        """Every worker's load, pipelined into one round trip (after any queued releases)."""
+        if self._pending:
+            await self._flush_pending()
         if not self.available:
             return None
         self.round_trips += 1

@@ -207,11 +207,13 @@ async def test_store_down_fails_open(infos: list[WorkerInfo], book: ProfileBook)
         assert res.response.ok
     await svc.drain()
     assert len(up.sent) == 4
-    assert svc.metrics.registry.get_sample_value("synergai_state_errors_total") == 4
+    assert (
+        svc.metrics.registry.get_sample_value("synergai_state_errors_total") == 8
+    )  # 4 x (reserve, release)
 
 
 async def test_shared_figures_reach_the_view(infos: list[WorkerInfo], book: ProfileBook) -> None:
-    svc, _, store, clock = _service(infos, book, FixedPolicy(Decision("s0", 30.0, 10.0, "fit")))
+    svc, _, store, _ = _service(infos, book, FixedPolicy(Decision("s0", 30.0, 10.0, "fit")))
     from gateway.state.store import Lease
 
     await store.reserve(Lease("s0", "other-gateway:1", 40_000))  # another replica's request

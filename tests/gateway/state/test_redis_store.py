@@ -157,3 +157,25 @@ def test_interleavings_match_the_lease_model(
         await s.close()
 
     asyncio.run(run())
+
+
+async def test_failed_release_is_retried_before_the_next_snapshot(valkey: EmbeddedValkey) -> None:
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    clock = ManualClock()
+    s = RedisStore(valkey.url, clock, prefix="pend", timeout_s=1.0)
+    a = Lease("w", "g:1", 3_000)
+    await s.reserve(a)
+    real = s._release
+
+    async def broken(**_: object) -> None:
+        raise RedisTimeout("slow")
+
+    s._release = broken  # type: ignore[assignment]
+    assert await s.release(a) is None and s.pending_releases == 1
+    s._release = real
+    assert await s.snapshot(["w"]) is None  # still backing off
+    clock.advance(1.0)
+    snap = await s.snapshot(["w"])
+    assert snap is not None and snap["w"].outstanding == 0 and s.pending_releases == 0
+    await s.close()
