@@ -50,7 +50,11 @@ __all__ = ["LiveRun", "machine", "run_bench", "run_live", "run_sim_policies"]
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on (CPU model, cores, Python)."""
+    """What the numbers were measured on (CPU model, cores, 1-minute load average, Python).
+
+    The load average matters here: the machine is shared, and other processes' CPU use shows
+    up directly in live latencies.
+    """
     model = platform.processor() or ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -60,6 +64,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": model,
         "cores": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
@@ -84,11 +89,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class LiveRun:
-    """Results of one live benchmark: the JSON document and the per-request data behind it."""
+    """Results of one live benchmark: the JSON document and the per-request data behind it.
 
-    def __init__(self, doc: dict[str, Any], timeline: dict[str, Any]) -> None:
+    Attributes:
+        doc: the DESIGN.md §3 document (``mode: live``).
+        timeline: per-policy time series for plots and the HTML report.
+        trace: the arrivals replayed (real seconds).
+        outcomes: per policy, one outcome per arrival.
+        workers: worker id -> pool.
+    """
+
+    def __init__(
+        self,
+        doc: dict[str, Any],
+        timeline: dict[str, Any],
+        trace: list[Arrival],
+        outcomes: dict[str, list[Outcome]],
+        workers: dict[str, str],
+    ) -> None:
         self.doc = doc
         self.timeline = timeline
+        self.trace = trace
+        self.outcomes = outcomes
+        self.workers = workers
 
 
 def _pending(metrics_url: str) -> float:
@@ -181,6 +204,8 @@ def run_live(
         },
     }
     tl: dict[str, Any] = {"bin_s": 1.0, "policies": {}}
+    all_outcomes: dict[str, list[Outcome]] = {}
+    pools: dict[str, str] = {}
     payloads = Payloads()
     stack = LiveStack(scenario, wd, replicas=gateways, progress=True)
     try:
@@ -223,6 +248,7 @@ def run_live(
                     )
                     dec = decision_us_p50([g.metrics() for g in gws])
                     stack.stop_gateways()
+                    all_outcomes[name] = outcomes
                     doc["policies"][name] = summarize(trace, outcomes, duration, dec)
                     tl["policies"][name] = timeline(trace, outcomes, pools, duration)
                     progress.update(task, completed=len(trace))
@@ -233,7 +259,7 @@ def run_live(
             import shutil
 
             shutil.rmtree(wd, ignore_errors=True)
-    return LiveRun(doc, tl)
+    return LiveRun(doc, tl, trace, all_outcomes, pools)
 
 
 def run_sim_policies(scenario: Any, policies: Sequence[str]) -> dict[str, Any]:
@@ -301,6 +327,7 @@ def run_bench(
         return 1
     live = run.doc
     live["meta"]["wall_s"] = round(time.monotonic() - t0, 1)
+    live["meta"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     result: dict[str, Any] = live
     if compare_sim:
         from loadtest.bench_fidelity import fidelity

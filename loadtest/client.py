@@ -131,19 +131,20 @@ class Payloads:
         return req
 
 
-def connections_for(trace: Sequence[Arrival], timeout_s: float, cap: int = 512) -> int:
-    """Connections enough for the trace's peak rate (Little's law with slack).
+def connections_for(trace: Sequence[Arrival], timeout_s: float, cap: int = 2048) -> int:
+    """Connections enough for the trace even when the system under test stalls.
 
-    ``N = clamp(4 x peak_rps x max_slo_s, 16, cap)``, where ``peak_rps`` is the largest number
-    of arrivals in any one-second window: four times the in-flight count of a fleet that meets
-    every SLO at the peak. Beyond that a request is late anyway, so waiting for a connection
-    changes no verdict, and the client stays bounded.
+    ``N = clamp(peak_rps x timeout_s + 16, 16, cap)``, where ``peak_rps`` is the largest number
+    of arrivals in any one-second window: the most requests that can be in flight at once
+    before the client gives up on them. A smaller pool would make the *client* a shared queue:
+    when one overloaded worker holds every connection, requests for healthy workers would wait
+    for a connection, and a bad policy would look worse than it is (head-of-line blocking the
+    simulator does not have).
 
     Args:
         trace: the arrivals.
-        timeout_s: the client's per-request timeout; ``N`` never exceeds
-            ``peak_rps x timeout_s + 16`` (more could never be in flight).
-        cap: the largest pool.
+        timeout_s: the client's per-request timeout.
+        cap: the largest pool (file descriptors).
     """
     if not trace:
         return 16
@@ -153,9 +154,7 @@ def connections_for(trace: Sequence[Arrival], timeout_s: float, cap: int = 512) 
         while times[j] <= t - 1.0:
             j += 1
         peak = max(peak, i - j + 1)
-    max_slo_s = max(a.slo_ms for a in trace) / 1000.0
-    n = math.ceil(4 * peak * max_slo_s)
-    n = min(n, math.ceil(peak * timeout_s) + 16)
+    n = math.ceil(peak * timeout_s) + 16
     return max(16, min(cap, n))
 
 

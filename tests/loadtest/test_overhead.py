@@ -1,0 +1,44 @@
+"""Pieces of ``bench overhead`` that need no servers: rows, profile summary, nginx config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest.client import ClosedLoopResult
+from loadtest.overhead import Nginx, _row, summarize_collapsed
+
+
+def test_row_contract() -> None:
+    r = ClosedLoopResult(concurrency=8, seconds=2.0, latencies_ms=[1.0, 2.0, 3.0, 4.0], errors=1)
+    row = _row("gateway", "http", r)
+    assert row == {
+        "target": "gateway",
+        "protocol": "http",
+        "concurrency": 8,
+        "rps": 2.0,
+        "p50_ms": 2.5,
+        "p99_ms": 3.97,
+        "errors": 1,
+    }
+
+
+def test_summarize_collapsed() -> None:
+    text = "main;serve;infer;redis 6\nmain;serve;infer;write 3\nmain;serve;idle 1\nbad line\n"
+    out = summarize_collapsed(text)
+    assert out.startswith("10 samples")
+    assert " 60.0  redis" in out
+    totals = out.split("total%")[1]
+    assert "60.0  redis" in totals
+    assert "serve" not in totals  # on every stack: left out
+    assert "infer" not in totals  # on 90 % of them: left out too
+    assert summarize_collapsed("") == "(no samples)\n"
+
+
+def test_nginx_config_is_least_conn_to_upstream(tmp_path: Path) -> None:
+    n = Nginx("/usr/sbin/nginx", 12345, tmp_path)
+    conf = n.conf.read_text()
+    assert "least_conn;" in conf
+    assert "server 127.0.0.1:12345;" in conf
+    assert f"listen 127.0.0.1:{n.port}" in conf
+    assert "worker_processes 1;" in conf
+    assert "daemon off;" in conf
