@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import psutil
 import yaml
 
 BODY = b'{"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'
@@ -38,13 +39,14 @@ async def _measure(url: str, concurrency: int, seconds: float, warmup_s: float) 
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     lat: list[float] = []
     errors = 0
+    warm = 0
     # No Accept-Encoding: like tritonclient, and Triton's gzip answers do not decode cleanly.
     async with aiohttp.ClientSession(
         connector=connector, skip_auto_headers=("Accept-Encoding",)
     ) as session:
 
         async def worker(until: float, record: bool) -> None:
-            nonlocal errors
+            nonlocal errors, warm
             while True:
                 t0 = time.perf_counter()
                 if t0 >= until:
@@ -53,7 +55,9 @@ async def _measure(url: str, concurrency: int, seconds: float, warmup_s: float) 
                     await resp.read()
                     ok = resp.status == 200
                 t1 = time.perf_counter()
-                if record:
+                if not record:
+                    warm += 1
+                else:
                     if ok:
                         lat.append((t1 - t0) * 1000.0)
                     else:
@@ -67,6 +71,7 @@ async def _measure(url: str, concurrency: int, seconds: float, warmup_s: float) 
     arr = np.asarray(lat)
     return {
         "requests": len(lat),
+        "warm_requests": warm,
         "errors": errors,
         "rps": round(len(lat) / wall, 1),
         "p50_ms": round(float(np.percentile(arr, 50)), 3),
@@ -155,7 +160,14 @@ def run(seconds: float, concurrencies: list[int], upstreams: list[str]) -> dict[
                     ]
                     for name, base in targets:
                         url = f"{base}/v2/models/zero/infer"
+                        up = name.removeprefix("gateway-")
+                        proc = psutil.Process(gateways[up][0].pid) if up in gateways else None
+                        cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
                         res = asyncio.run(_measure(url, c, seconds, min(1.0, seconds / 3)))
+                        if proc is not None:
+                            cpu = sum(proc.cpu_times()[:2]) - cpu0
+                            n = res["requests"] + res["warm_requests"]
+                            res["gateway_cpu_ms_per_request"] = round(1000.0 * cpu / max(n, 1), 3)
                         rows.append({"target": name, "protocol": "http", "concurrency": c, **res})
                         print(f"  {name:16s} c={c:<3d} {res}", file=sys.stderr, flush=True)
             finally:

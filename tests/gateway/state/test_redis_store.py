@@ -118,6 +118,27 @@ async def test_fails_open_backs_off_and_recovers() -> None:
     await s.close()
 
 
+async def test_redis_py_backend_for_other_urls(valkey: EmbeddedValkey) -> None:
+    from gateway.state.redis_store import _RedisPyBackend
+
+    s = RedisStore(valkey.url, MonotonicClock(), prefix="rp", timeout_s=1.0)
+    s._backend = _RedisPyBackend(s.client)
+    a = Lease("w", "g:1", 2_000)
+    await s.client.script_flush()  # EVALSHA misses: falls back to EVAL
+    got = await s.reserve(a)
+    assert got is not None and got.outstanding == 1
+    assert (await s.snapshot(["w"]))["w"].outstanding == 1  # type: ignore[index]
+    got = await s.release(a)
+    assert got is not None and got.outstanding == 0
+    await s.close()
+
+
+async def test_script_cache_lost_falls_back_to_eval(store: RedisStore) -> None:
+    await store.client.script_flush()
+    got = await store.reserve(Lease("w", "g:1", 1_000))
+    assert got is not None and got.outstanding == 1
+
+
 async def test_restart_with_data_lost_stays_consistent(valkey: EmbeddedValkey) -> None:
     s = RedisStore(valkey.url, MonotonicClock(), prefix="lost", timeout_s=1.0)
     a = Lease("w", "g:1", 4_000)
@@ -166,14 +187,14 @@ async def test_failed_release_is_retried_before_the_next_snapshot(valkey: Embedd
     s = RedisStore(valkey.url, clock, prefix="pend", timeout_s=1.0)
     a = Lease("w", "g:1", 3_000)
     await s.reserve(a)
-    real = s._release
+    real = s._backend.eval
 
-    async def broken(**_: object) -> None:
+    async def broken(*_: object) -> None:
         raise RedisTimeout("slow")
 
-    s._release = broken  # type: ignore[assignment]
+    s._backend.eval = broken  # type: ignore[method-assign]
     assert await s.release(a) is None and s.pending_releases == 1
-    s._release = real
+    s._backend.eval = real  # type: ignore[method-assign]
     assert await s.snapshot(["w"]) is None  # still backing off
     clock.advance(1.0)
     snap = await s.snapshot(["w"])

@@ -1,0 +1,69 @@
+import asyncio
+
+import pytest
+
+from gateway.core.net import free_port
+from gateway.embedded import EmbeddedValkey
+from gateway.state.resp import RespClient, RespError, _Incomplete, _parse, encode_command, supports
+
+
+def test_encode() -> None:
+    assert (
+        encode_command(["SET", b"k", 5, 1.5])
+        == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n$3\r\n1.5\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b"+OK\r\n", b"OK"),
+        (b":-3\r\n", -3),
+        (b"$3\r\nabc\r\n", b"abc"),
+        (b"$-1\r\n", None),
+        (b"_\r\n", None),
+        (b"*2\r\n$1\r\n7\r\n$-1\r\n", [b"7", None]),
+        (b"*2\r\n*1\r\n:1\r\n+x\r\n", [[1], b"x"]),
+    ],
+)
+def test_parse(raw: bytes, value: object) -> None:
+    assert _parse(bytearray(raw), 0) == (value, len(raw))
+    for cut in range(1, len(raw)):  # every prefix is incomplete, never wrong
+        with pytest.raises(_Incomplete):
+            _parse(bytearray(raw[:cut]), 0)
+
+
+def test_error_reply() -> None:
+    err, _ = _parse(bytearray(b"-NOSCRIPT No matching script\r\n"), 0)
+    assert isinstance(err, RespError) and str(err).startswith("NOSCRIPT")
+
+
+def test_supports() -> None:
+    assert supports("redis://h:1/0") and supports("unix:///tmp/s")
+    assert not supports("rediss://h:1")
+
+
+@pytest.mark.integration
+async def test_pipelined_calls_against_valkey() -> None:
+    with EmbeddedValkey() as v:
+        c = RespClient(v.url)
+        replies = await asyncio.gather(*(c.call("INCR", "n") for _ in range(500)))
+        assert sorted(replies) == list(range(1, 501))
+        assert await c.pipeline([["GET", "n"], ["PING"]]) == [b"500", b"PONG"]
+        with pytest.raises(RespError):
+            await c.call("NOSUCHCOMMAND")
+        assert await c.call("PING") == b"PONG"  # the link survives an error reply
+        await c.close()
+
+
+@pytest.mark.integration
+async def test_connection_failures_raise_and_recover() -> None:
+    c = RespClient(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(OSError):
+        await c.call("PING")
+    with EmbeddedValkey() as v:
+        c2 = RespClient(v.url)
+        assert await c2.call("PING") == b"PONG"
+        await c2.close()
+        assert await c2.call("PING") == b"PONG"  # reconnects
+        await c2.close()
