@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.api.fast_path import InferFastPath
 from gateway.api.ops import build_ops_router
 from gateway.api.rest import build_rest_router
 from gateway.core.clock import Clock, MonotonicClock
@@ -217,6 +218,11 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(build_rest_router(service, settings.max_body_bytes))
+    app.add_middleware(
+        InferFastPath,  # type: ignore[arg-type]
+        service=service,
+        max_body_bytes=settings.max_body_bytes,
+    )
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.include_router(build_ops_router(service, metrics, token))
     from gateway.ui import RegistrySource, ui_router

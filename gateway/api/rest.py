@@ -1,5 +1,9 @@
 """KServe v2 REST front door (DESIGN.md §6): health, metadata, ready, infer.
 
+Infer requests normally take the raw ASGI fast path (:mod:`gateway.api.fast_path`), which
+skips FastAPI's routing and dependency machinery; the routes here serve the same logic
+(:mod:`gateway.api.infer_http`) for the OpenAPI schema and any app built without it.
+
 The infer handler reads the body as bytes, peeks at the JSON (header) for the batch size and
 ``parameters`` (:mod:`gateway.core.kserve`), takes hint headers, and hands everything to the
 shared :class:`~gateway.service.InferenceService`. The worker's answer comes back byte for
@@ -14,10 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.core.hints import HINT_NAMES
-from gateway.core.kserve import peek_infer_body
-from gateway.errors import ModelNotFound, PayloadTooLarge
-from gateway.service import InferCall, InferenceService
+from gateway.api.infer_http import check_infer_request, infer_http
+from gateway.errors import PayloadTooLarge
+from gateway.service import InferenceService
 from gateway.upstream.base import PASS_REQUEST_HEADERS, UpstreamResponse
 
 __all__ = ["build_rest_router"]
@@ -95,32 +98,13 @@ def build_rest_router(service: InferenceService, max_body_bytes: int) -> APIRout
         return await _meta(request, model)
 
     async def _infer(request: Request, model: str, version: str | None) -> Response:
-        if not service.serves(model):
-            raise ModelNotFound(f"unknown model '{model}'")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            raise PayloadTooLarge(f"request body over the {max_body_bytes}-byte limit")
+        h = request.headers
+        check_infer_request(service, model, h.get("content-length"), max_body_bytes)
         body = await request.body()
         if len(body) > max_body_bytes:
             raise PayloadTooLarge(f"request body over the {max_body_bytes}-byte limit")
-        h = request.headers
-        facts = peek_infer_body(
-            body, h.get("inference-header-content-length"), h.get("content-encoding")
-        )
-        hints = {k: v for k in HINT_NAMES if (v := h.get(k)) is not None}
         target = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-        result = await service.infer(
-            InferCall(
-                model=model,
-                version=version,
-                target=target,
-                body=body,
-                headers=_forward_headers(request),
-                hints=hints,
-                parameters=facts.parameters,
-                batch=facts.batch,
-            )
-        )
+        result = await infer_http(service, model, version, target, h, body)
         return _passthrough(result.response, result.routing_headers())
 
     @router.post("/v2/models/{model}/infer")

@@ -106,7 +106,9 @@ class _Script:
 
 
 class _Backend(Protocol):
-    async def eval(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
+    async def eval(
+        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+    ) -> Any: ...
     async def hmget_many(self, keys: Sequence[str], fields: Sequence[str]) -> list[Any]: ...
     async def ping(self) -> Any: ...
     async def close(self) -> None: ...
@@ -116,9 +118,11 @@ class _RespBackend:
     def __init__(self, url: str, connect_timeout_s: float) -> None:
         self._c = RespClient(url, connect_timeout_s)
 
-    async def eval(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def eval(
+        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+    ) -> Any:
         try:
-            return await self._c.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self._c.call("EVALSHA", script.sha, len(keys), *keys, *args, defer=defer)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
@@ -138,7 +142,9 @@ class _RedisPyBackend:
     def __init__(self, client: aioredis.Redis) -> None:
         self._c = client
 
-    async def eval(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def eval(
+        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+    ) -> Any:
         try:
             return await self._c.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
         except NoScriptError:
@@ -260,13 +266,15 @@ class RedisStore:
             self._down = False
             self._backoff = self._backoff_min
 
-    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(
+        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+    ) -> Any:
         if not self.available:
             return None
         self.round_trips += 1
         try:
             async with asyncio.timeout(self._timeout):
-                result = await self._backend.eval(script, keys, args)
+                result = await self._backend.eval(script, keys, args, defer)
         except _ERRORS as exc:
             self._fail(exc)
             return None
@@ -284,9 +292,8 @@ class RedisStore:
 
         On failure the lease is queued and released again before the next snapshot.
         """
-        raw = await self._run(
-            self._release, self.keys(lease.worker), [_member(lease), lease.work_us]
-        )
+        args = [_member(lease), lease.work_us]
+        raw = await self._run(self._release, self.keys(lease.worker), args, defer=True)
         if raw is None:
             if len(self._pending) >= self._max_pending:
                 self._pending.pop(next(iter(self._pending)))

@@ -8,6 +8,12 @@ writes its encoded command and appends a future to a FIFO; replies resolve futur
 A caller that times out just stops waiting (FIFO alignment is unaffected); a lost connection
 fails every pending call and the next call reconnects.
 
+Deferred commands (``defer=True``; the gateway's releases) are buffered for up to
+``defer_s`` and leave in the same ``write`` as the next urgent command or when the timer fires,
+so at concurrency 1 a request's release travels with the next request's reservation, and under
+load many commands share one system call (on the CI VM a loopback ``send`` was the largest
+single CPU cost of the Redis path).
+
 Scope: ``redis://[user:password@]host:port[/db]`` and ``unix://path``; replies of type simple
 string, error, integer, bulk string, array and null (RESP2, what our scripts return).
 Everything else (TLS, Sentinel, Cluster) goes through redis-py (see ``redis_store``).
@@ -92,6 +98,16 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.buf = bytearray()
         self.lost: BaseException | None = None
+        self.outbuf: list[bytes] = []
+        self.flush_handle: asyncio.TimerHandle | None = None
+
+    def flush(self) -> None:
+        """Write buffered deferred commands now."""
+        self.flush_handle = None
+        if self.outbuf and self.transport is not None and self.lost is None:
+            data = b"".join(self.outbuf)
+            self.outbuf.clear()
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
@@ -120,6 +136,10 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self.lost = exc
+        self.outbuf.clear()
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
         while self.waiting:
             fut = self.waiting.popleft()
             if not fut.done():
@@ -132,7 +152,7 @@ class _Protocol(asyncio.Protocol):
 class RespClient:
     """One pipelined connection to a Redis/Valkey server; see the module docstring."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 0.2) -> None:
+    def __init__(self, url: str, connect_timeout_s: float = 0.2, defer_s: float = 0.002) -> None:
         u = urlparse(url)
         self._unix = u.path if u.scheme == "unix" else None
         self._host = u.hostname or "127.0.0.1"
@@ -141,6 +161,7 @@ class RespClient:
         self._user = unquote(u.username) if u.username else None
         self._password = unquote(u.password) if u.password else None
         self._connect_timeout = connect_timeout_s
+        self._defer_s = defer_s
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
 
@@ -185,24 +206,40 @@ class RespClient:
         self._connecting = None
         return proto
 
-    @staticmethod
-    def _send(proto: _Protocol, args: Sequence[bytes | str | int | float]) -> asyncio.Future[Any]:
+    def _send(
+        self, proto: _Protocol, args: Sequence[bytes | str | int | float], defer: bool = False
+    ) -> asyncio.Future[Any]:
         if proto.lost is not None or proto.transport is None:
             raise ConnectionError("connection lost")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         proto.waiting.append(fut)
-        proto.transport.write(encode_command(args))
+        data = encode_command(args)
+        if defer:
+            proto.outbuf.append(data)
+            if proto.flush_handle is None:
+                proto.flush_handle = loop.call_later(self._defer_s, proto.flush)
+            return fut
+        if proto.outbuf:
+            proto.outbuf.append(data)
+            data = b"".join(proto.outbuf)
+            proto.outbuf.clear()
+        proto.transport.write(data)
         return fut
 
-    async def call(self, *args: bytes | str | int | float) -> Any:
+    async def call(self, *args: bytes | str | int | float, defer: bool = False) -> Any:
         """Send one command and wait for its reply.
+
+        Args:
+            args: the command and its arguments.
+            defer: may wait up to ``defer_s`` to share a write with other commands.
 
         Raises:
             RespError: the server answered an error.
             ConnectionError, OSError, TimeoutError: connecting or the connection failed.
         """
         proto = await self._conn()
-        return await self._send(proto, args)
+        return await self._send(proto, args, defer)
 
     async def pipeline(self, commands: Sequence[Sequence[bytes | str | int | float]]) -> list[Any]:
         """Send several commands in one write; their replies in order."""
@@ -212,7 +249,8 @@ class RespClient:
         loop = asyncio.get_running_loop()
         futs = [loop.create_future() for _ in commands]
         proto.waiting.extend(futs)
-        proto.transport.write(b"".join(encode_command(c) for c in commands))
+        proto.outbuf.extend(encode_command(c) for c in commands)
+        proto.flush()
         return list(await asyncio.gather(*futs))
 
     async def close(self) -> None:

@@ -230,3 +230,18 @@ def test_lifespan_starts_and_closes_upstream(settings: Settings, book: ProfileBo
     for _ in _client(settings, book, upstreams={"http": up}):
         assert up.started and not up.closed
     assert up.closed
+
+
+def test_fastapi_routes_behave_like_the_fast_path(settings: Settings, book: ProfileBook) -> None:
+    clock = MonotonicClock()
+    up = FakeUpstream()
+    d = AppDeps(clock=clock, store=MemoryStore(clock), profiles=book, collectors=False,
+                upstreams={"http": up})  # fmt: skip
+    app = create_app(settings, d)
+    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != "InferFastPath"]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v2/models/m1/infer", content=BODY, headers={"x-slo-ms": "30"})
+        assert r.status_code == 200 and r.content == BODY and "x-synergai-worker" in r.headers
+        assert client.post("/v2/models/m1/infer", content=b"{bad").status_code == 400
+        assert client.post("/v2/models/zz/versions/2/infer", content=BODY).status_code == 404
+        assert len(up.sent) == 1

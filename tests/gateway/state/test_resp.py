@@ -67,3 +67,17 @@ async def test_connection_failures_raise_and_recover() -> None:
         await c2.close()
         assert await c2.call("PING") == b"PONG"  # reconnects
         await c2.close()
+
+
+@pytest.mark.integration
+async def test_deferred_commands_keep_order_and_share_a_write() -> None:
+    with EmbeddedValkey() as v:
+        c = RespClient(v.url, defer_s=0.5)
+        deferred = asyncio.ensure_future(c.call("SET", "k", "1", defer=True))
+        await asyncio.sleep(0)
+        assert not deferred.done()
+        assert await c.call("GET", "k") == b"1"  # the urgent command carried the deferred one
+        assert await deferred == b"OK"
+        lone = asyncio.ensure_future(c.call("INCR", "n", defer=True))
+        assert await asyncio.wait_for(lone, 2) == 1  # the timer flushes it
+        await c.close()
