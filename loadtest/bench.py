@@ -286,10 +286,12 @@ def run_bench(
     json_out: bool,
     plot: Path | None,
     html: Path | None,
+    time_scale: float | None = None,
 ) -> int:
     """``synergai bench``: see the module docstring. Returns the exit code.
 
-    Exit codes: 0 done, 2 bad arguments or scenario, 1 the stack failed, 130 interrupted.
+    ``time_scale`` overrides the scenario's (``--time-scale``). Exit codes: 0 done, 2 bad
+    arguments or scenario, 1 the stack failed, 130 interrupted.
     """
     from gateway.yamlio import FormatError
 
@@ -302,7 +304,7 @@ def run_bench(
         err.print("[red]--gateways must be >= 1[/red]")
         return 2
     try:
-        sc = scenario_for_run(scenario, duration)
+        sc = scenario_for_run(scenario, duration, time_scale)
         names = policies or _default_policies()
         known = set(_default_policies())
         unknown = [p for p in names if p not in known]

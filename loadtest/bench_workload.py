@@ -29,13 +29,21 @@ def _keep_private(src: Scenario, out: Scenario) -> Scenario:
     return out
 
 
-def scenario_for_run(scenario: Scenario | Path | str, duration_s: float | None) -> Scenario:
+def scenario_for_run(
+    scenario: Scenario | Path | str, duration_s: float | None, time_scale: float | None = None
+) -> Scenario:
     """The scenario with its duration set to ``duration_s`` *real* seconds, not yet scaled.
 
     ``duration_s`` is wall-clock time per policy, so in scenario units it is
     ``duration_s / time_scale``. Faults and speed steps past the new end simply never fire.
+    ``time_scale`` overrides the file's (a simulator-sized scenario made slow enough to run
+    live); it is applied before the duration.
     """
     sc = load_scenario(Path(scenario)) if isinstance(scenario, str | Path) else scenario
+    if time_scale is not None:
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, not {time_scale}")
+        sc = _keep_private(sc, sc.model_copy(update={"time_scale": time_scale}))
     if duration_s is None:
         return sc
     if duration_s <= 0:

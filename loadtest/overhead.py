@@ -44,7 +44,16 @@ from rich.table import Table
 from loadtest.bench_stats import percentile
 from loadtest.client import ClosedLoopResult, Protocol, closed_loop
 
-__all__ = ["CONCURRENCY", "MODEL", "Nginx", "nginx_binary", "run_overhead", "summarize_collapsed"]
+__all__ = [
+    "CONCURRENCY",
+    "MODEL",
+    "Nginx",
+    "main",
+    "nginx_binary",
+    "plot_overhead",
+    "run_overhead",
+    "summarize_collapsed",
+]
 
 CONCURRENCY: tuple[int, ...] = (1, 8, 32, 128)
 """Closed-loop client counts, each its own row."""
@@ -266,8 +275,62 @@ def _gateway_policy() -> str:
     return "synergai" if "synergai" in names else "least_outstanding"
 
 
-def run_overhead(json_out: bool, duration: float) -> int:
-    """``synergai bench overhead``: see the module docstring. Returns the exit code."""
+def plot_overhead(doc: dict[str, Any], path: Path) -> Path:
+    """PNG: throughput and p50 against concurrency, one line per (target, protocol)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in doc["rows"]:
+        series.setdefault(f"{r['target']} ({r['protocol']})", []).append(r)
+    for label, rows in series.items():
+        c = [r["concurrency"] for r in rows]
+        ax1.plot(c, [r["rps"] for r in rows], marker="o", label=label)
+        ax2.plot(c, [r["p50_ms"] or 0 for r in rows], marker="o", label=label)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(CONCURRENCY))
+        ax.set_xticklabels([str(c) for c in CONCURRENCY])
+        ax.set_xlabel("closed-loop concurrency")
+        ax.legend(fontsize=8)
+    ax1.set_title("throughput (req/s)")
+    ax2.set_yscale("log")
+    ax2.set_title("p50 latency at the client (ms)")
+    cpu = doc.get("gateway_cpu_ms_per_request")
+    fig.suptitle(
+        "synergai bench overhead: one Triton worker direct, through the gateway, through nginx"
+        + (f" (gateway CPU {cpu:.2f} ms/request)" if cpu else "")
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m loadtest.overhead [--duration S] [--json] [--plot F]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m loadtest.overhead", description=__doc__)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per row")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG here")
+    args = p.parse_args(argv)
+    return run_overhead(args.json, args.duration, plot=args.plot)
+
+
+def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> int:
+    """``synergai bench overhead``: see the module docstring. Returns the exit code.
+
+    Args:
+        json_out: print exactly one JSON document on stdout (tables go to stderr).
+        duration: measured seconds per (target, protocol, concurrency) row.
+        plot: also write a PNG of throughput and p50 against concurrency.
+    """
     from loadtest.bench import machine
     from loadtest.bench_stack import GatewayProcess, Valkey, write_worker_config
     from workers.launcher import TritonServer
@@ -426,6 +489,13 @@ def run_overhead(json_out: bool, duration: float) -> int:
     out.print(_table(doc))
     if cpu_ms is not None:
         out.print(f"gateway CPU per request (HTTP rows): {cpu_ms:.3f} ms")
+    if plot is not None:
+        plot_overhead(doc, plot)
+        err.print(f"plot written to {plot}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

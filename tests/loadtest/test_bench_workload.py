@@ -53,3 +53,12 @@ def test_mix_follows_rates() -> None:
         "x-category": w.category,
     }
     assert mix.total_rps == pytest.approx(60.0)
+
+
+def test_time_scale_override_then_duration() -> None:
+    sc = scenario_for_run(DEMO, 10.0, time_scale=5.0)
+    assert sc.time_scale == 5.0
+    assert sc.duration_s == pytest.approx(2.0)
+    assert sc.scaled().duration_s == pytest.approx(10.0)
+    with pytest.raises(ValueError):
+        scenario_for_run(DEMO, None, time_scale=0)

@@ -42,3 +42,15 @@ def test_nginx_config_is_least_conn_to_upstream(tmp_path: Path) -> None:
     assert f"listen 127.0.0.1:{n.port}" in conf
     assert "worker_processes 1;" in conf
     assert "daemon off;" in conf
+
+
+def test_plot_overhead(tmp_path: Path) -> None:
+    from loadtest.overhead import plot_overhead
+
+    rows = [
+        {"target": t, "protocol": "http", "concurrency": c, "rps": 100.0 * c, "p50_ms": 1.0 * c}
+        for t in ("direct", "gateway", "nginx")
+        for c in (1, 8, 32, 128)
+    ]
+    doc = {"mode": "overhead", "rows": rows, "gateway_cpu_ms_per_request": 0.8}
+    assert plot_overhead(doc, tmp_path / "o.png").stat().st_size > 10_000
