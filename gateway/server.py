@@ -9,8 +9,10 @@ refines this). SIGTERM / Ctrl-C: uvicorn stops accepting, finishes in-flight req
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -99,12 +101,36 @@ def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: in
             )
             return 0
         app = create_app(settings)
-        server = uvicorn.Server(_uvicorn_config(app, settings))
-        server.run()
+        server = InProcessServer(_uvicorn_config(app, settings))
+        import uvloop
+
+        uvloop.run(_serve_until_signalled(server))
         return 0 if server.started else 1
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _serve_until_signalled(server: uvicorn.Server) -> None:
+    """Serve; SIGTERM/SIGINT drain gracefully (a second one forces), and the exit code is 0.
+
+    (``uvicorn.Server.run`` re-raises the signal after shutdown, so the process would die
+    with -15 instead of exiting 0 after a clean drain.)
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 class InProcessServer(uvicorn.Server):
