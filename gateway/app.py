@@ -155,6 +155,8 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
         ),
     )
 
+    metrics.inflight.set_function(lambda: float(service.inflight))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded = None

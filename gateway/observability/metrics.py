@@ -81,6 +81,11 @@ class GatewayMetrics:
             "Shared-state (Redis) calls that failed or were skipped while backing off.",
             registry=r,
         )
+        self.inflight = Gauge(
+            "synergai_inflight_requests",
+            "Inference requests in flight in this gateway process (autoscaling signal).",
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "synergai_upstream_errors",
             "Requests that failed talking to a worker (connect, reset, timeout).",
