@@ -318,6 +318,13 @@ def run_bench(
         err.print(f"[red]{exc}[/red]")
         return 2
     proto: Protocol = "grpc" if protocol == "grpc" else "http"
+    sim: dict[str, Any] | None = None
+    if compare_sim:  # first: it takes seconds, and a failure should not waste the live run
+        try:
+            sim = run_sim_policies(sc, names)
+        except Exception as exc:
+            err.print(f"[red]simulator failed: {type(exc).__name__}: {exc}[/red]")
+            return 1
     t0 = time.monotonic()
     try:
         run = run_live(sc, names, protocol=proto, gateways=gateways, console=err)
@@ -331,10 +338,9 @@ def run_bench(
     live["meta"]["wall_s"] = round(time.monotonic() - t0, 1)
     live["meta"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     result: dict[str, Any] = live
-    if compare_sim:
+    if sim is not None:
         from loadtest.bench_fidelity import fidelity
 
-        sim = run_sim_policies(sc, names)
         result = {
             "scenario": sc.name,
             "sim": sim,
