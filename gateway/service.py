@@ -29,80 +29,28 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core.calls import InferCall, InferResult, ServiceConfig, seen_ms, worker_fault
 from gateway.core.clock import Clock
-from gateway.core.hints import Hints, RawHints, resolve_hints
-from gateway.errors import GatewayError, ModelNotFound, NoHealthyWorker, Shed, UpstreamTimeout
+from gateway.core.hints import Hints, resolve_hints
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    ModelNotFound,
+    NoHealthyWorker,
+    Shed,
+    UpstreamTimeout,
+)
 from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
 from gateway.settings import ModelDefaults
 from gateway.state.store import Lease, StateStore, WorkerLoad
 from gateway.upstream.base import Upstream, UpstreamResponse
 
-__all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
+__all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig", "worker_fault"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class InferCall:
-    """One inference request as a front door hands it over.
-
-    Attributes:
-        model: model name.
-        version: model version, or ``None``.
-        target: where it goes on the worker: the HTTP path (``/v2/models/m/infer``) or the
-            gRPC method name.
-        body: the request bytes, forwarded unchanged (REST body, serialized protobuf).
-        headers: headers / metadata to forward to the worker (already filtered).
-        hints: hint values from headers / metadata (lower-case names, raw values).
-        parameters: the request's ``parameters`` (hints may be there too).
-        batch: items in the request (first dimension of the first input).
-        protocol: which registered upstream forwards it (``"http"``, ``"grpc"``).
-    """
-
-    model: str
-    version: str | None
-    target: str
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-    hints: RawHints = field(default_factory=dict)
-    parameters: RawHints = field(default_factory=dict)
-    batch: int = 1
-    protocol: str = "http"
-
-
-@dataclass(slots=True)
-class InferResult:
-    """A worker's answer and how it was routed."""
-
-    response: UpstreamResponse
-    worker: WorkerInfo
-    decision: Decision
-    policy: str
-    latency_ms: float
-
-    def routing_headers(self) -> dict[str, str]:
-        """``x-synergai-*`` response headers / trailing metadata (DESIGN.md §6)."""
-        pred = self.decision.predicted_ms
-        return {
-            "x-synergai-worker": self.worker.id,
-            "x-synergai-pool": self.worker.pool,
-            "x-synergai-predicted-ms": "nan" if math.isnan(pred) else f"{pred:.3f}",
-            "x-synergai-policy": self.policy,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    """The settings the request path needs (a slice of :class:`gateway.settings.Settings`)."""
-
-    models: Mapping[str, ModelDefaults] = field(default_factory=dict)
-    default_slo_ms: float = 1000.0
-    request_timeout_s: float = 30.0
-    max_inflight: int = 4096
 
 
 class InferenceService:
@@ -263,6 +211,11 @@ class InferenceService:
         """
         if not self.view.serves(call.model):
             raise ModelNotFound(f"unknown model '{call.model}'")
+        if not self.view.eligible(call.model, call.batch):
+            raise BadRequest(
+                f"batch size {call.batch} exceeds max_batch of every worker serving "
+                f"model '{call.model}'"
+            )
         hints = self.resolve(call)
         upstream = self.upstreams.get(call.protocol)
         if upstream is None:
@@ -296,6 +249,8 @@ class InferenceService:
         self.inflight += 1
         reserve = asyncio.ensure_future(self.store.reserve(lease))
         latency_ms: float | None = None
+        ok = False
+        fault = True
         code = "499"  # cancelled (client went away) unless set below
         try:
             resp = await upstream.call(
@@ -304,6 +259,8 @@ class InferenceService:
             end = self.clock.now()
             code = str(resp.status)
             latency_ms = (end - req.arrival) * 1000.0
+            ok = resp.ok
+            fault = worker_fault(resp, call.protocol)
             self._observe(req, decision, worker, resp.ok, latency_ms)
             return InferResult(resp, worker, decision, self.policy.name, latency_ms)
         except GatewayError as exc:
@@ -314,10 +271,8 @@ class InferenceService:
             raise
         finally:
             self.inflight -= 1
-            ok = latency_ms is not None and code.startswith("2")
-            self.view.finish(
-                worker.id, req, service_ms, latency_ms if ok else None, self.clock.now()
-            )
+            seen = seen_ms(latency_ms, ok, fault, decision)
+            self.view.finish(worker.id, req, service_ms, seen, self.clock.now())
             self.metrics.requests.labels(
                 req.model, worker.pool, worker.id, self.policy.name, code
             ).inc()

@@ -222,3 +222,30 @@ async def test_shared_figures_reach_the_view(infos: list[WorkerInfo], book: Prof
     st = svc.view.state("s0")
     assert st.out == 1 and st.work_ms == pytest.approx(40.0)
     assert _sample(svc, "synergai_worker_outstanding", {"worker": "s0"}) == 1
+
+
+async def test_batch_over_every_max_batch_is_bad_request(
+    infos: list[WorkerInfo], book: ProfileBook
+) -> None:
+    svc, up, _, _ = _service(infos, book)
+    from gateway.errors import BadRequest
+
+    with pytest.raises(BadRequest, match="batch size 9"):
+        await svc.infer(_call(batch=9))  # every m1 profile has max_batch 8
+    assert not up.sent
+
+
+@pytest.mark.parametrize(
+    ("status", "protocol", "ejected"),
+    [(400, "http", False), (404, "http", False), (500, "http", True), (503, "http", True),
+     (3, "grpc", False), (5, "grpc", False), (13, "grpc", True), (2, "grpc", True)],
+)  # fmt: skip
+async def test_only_worker_faults_eject(
+    infos: list[WorkerInfo], book: ProfileBook, status: int, protocol: str, ejected: bool
+) -> None:
+    up = FakeUpstream(respond=lambda w, t, b: UpstreamResponse(False, status, b"no", {}))
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
+    svc.upstreams["grpc"] = up
+    res = await svc.infer(_call(protocol=protocol))
+    assert res.response.status == status
+    assert svc.view.state("f0").available(100.0) is not ejected
