@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from gateway.api.grpc_example import grpc_sample
 from gateway.settings import Settings
 
 __all__ = ["print_banner", "print_policy", "print_summary"]
@@ -37,8 +38,6 @@ def print_banner(
         f"\n[bold]SynergAI Gateway demo[/] — scenario {scenario.name}, serving in {ready_s:.1f} s"
     )
     c.print(f"  REST (KServe v2)   http://{host}/v2")
-    if settings.grpc_port:
-        c.print(f"  gRPC               127.0.0.1:{settings.grpc_port} (when the gRPC door is on)")
     c.print(f"  live view          http://{host}/synergai/v1/workers")
     c.print(f"  operator page      http://{host}/synergai/ui")
     c.print(f"  metrics            http://{host}/metrics")
@@ -66,6 +65,10 @@ def print_banner(
         '  print(r.as_numpy("OUTPUT0"))   # [[0. 2. 4. 6.]]\n',
         markup=False,
     )
+    if settings.grpc_port:
+        c.print(
+            grpc_sample(f"127.0.0.1:{settings.grpc_port}", model, slo), markup=False, soft_wrap=True
+        )
 
 
 def _ms(x: float | None) -> str:
