@@ -92,6 +92,18 @@ class GatewayMetrics:
             ["worker", "kind"],
             registry=r,
         )
+        self.profile_drift_ratio = Gauge(
+            "synergai_profile_drift_ratio",
+            "Live service time over the profile's p50 (windowed median; gateway.prediction.drift).",
+            ["worker", "model"],
+            registry=r,
+        )
+        self.profile_drift = Gauge(
+            "synergai_profile_drift",
+            "1 while a worker's live service time deviates from its profile (sustained), else 0.",
+            ["worker", "model"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""
