@@ -6,38 +6,41 @@ Predicted response time of a request (model ``m``, batch ``b``) on worker ``w`` 
     T(w) = rtt_p + W_w + c_wm * S_am(b)
 
 * ``rtt_p`` (ms): the pool's client<->pool round trip (scenario ``rtt_ms`` / worker config).
-* ``W_w`` (ms): expected wait for a free instance slot (:func:`expected_wait_ms`). With ``n``
-  requests outstanding on the worker (fleet-wide, all models; the ones in service included),
-  ``U`` ms of predicted work among them and ``k`` instances (slots), and ``s = U / n``::
-
-      W = 0                                if n < k      (a slot is free)
-      W = (n - k) * s / k + s / (k + 1)    if n >= k
-
-  the ``n - k`` queued requests ahead drain at ``k`` per ``s``; then the first of ``k`` busy
-  slots frees after ``E[min of k uniform residuals] = s / (k + 1)`` (M/D/k-like estimate; for
-  ``k = 1`` it is the classic residual ``s / 2``).
+* ``W_w`` (ms): expected wait for a free instance slot, from a *shadow queue* of the worker's
+  ``k`` slots (:func:`shadow_wait_ms`): each request this router sends at ``t`` is placed,
+  as the FIFO server will, at ``begin = max(t + rtt/2, earliest slot free time F)`` and holds
+  that slot until ``begin + its predicted service`` (corrected mean). A request sent at
+  ``now`` would wait ``max(0, F - (now + rtt/2))``. When a request ends, its true server-side
+  end (``send + latency - rtt/2``) replaces the predicted one in its slot's chain, so errors
+  do not accumulate. Counting outstanding requests instead would also count the ones still
+  on the wire (for a pool 40 ms away at 1,000 req/s that is 40 requests that are not queued).
+  Work other routers put on the worker (fresh shared figures: ``U_shared + local delta``
+  minus this router's own ``U_local``) adds ``U_others / k``. :func:`expected_wait_ms` (the
+  count-based M/D/k-like estimate) is kept for callers that only have counts.
 * ``S_am(b)`` (ms): the profile's service time: the fitted log-normal's median (``p50``) for
   the point prediction and for the correction's reference, its ``p99`` for the tail bound
   ``T99 = rtt_p + W_w + c_wm * p99_am(b)`` that the SLO-aware policy tests against the SLO.
 * ``c_wm`` (dimensionless): the online correction of worker ``w`` for model ``m``
   (:class:`Correction`), 1.0 when nothing has been observed.
 
-Online correction, per (worker, model), kept as ``g = ln c``. A success observed with
-client latency ``L`` (ms) for a request predicted at dispatch as ``P = W0 + c0 * p50`` (ms,
-excluding rtt; ``W0`` and ``c0`` as they were at dispatch)::
+Online correction, per (worker, model), kept as ``g = ln c``. When a request succeeds, the
+view estimates the service time it actually got on the server, ``A`` (ms): its shadow slot's
+chain was re-anchored on the true end of the request before it (FIFO: that one finished
+first), so the error of its own predicted end, ``e``, is the error of its own service:
+``A = S_pred + e`` with ``S_pred = c0 * mean`` the service it was dispatched with (when the
+chain was since reset, ``A = L - rtt - W0`` from the client latency ``L`` and the predicted
+wait ``W0``). Then, with ``c0`` the correction used at dispatch::
 
-    x  = clip(ln((L - rtt) / P), -CLIP, +CLIP)         CLIP = ln 4   (one sample moves g by
-                                                                       at most ALPHA * ln 4)
-    a  = ALPHA * (1/4 + 3/4 * c0 * p50 / P)             ALPHA = 0.2   (samples that waited long
-                                                                       carry queue-estimate
-                                                                       noise: they count less)
-    g <- (1 - a) * g + a * (ln c0 + x)                  then clamp to [ln 1/8, ln 8]
+    x  = clip(ln(A / (c0 * p50)), -CLIP, +CLIP)     CLIP = ln 4 (one sample moves g by at
+                                                                most ALPHA * ln 4)
+    g <- (1 - ALPHA) * g + ALPHA * (ln c0 + x)      ALPHA = 0.2, then clamp to [ln 1/8, ln 8]
 
 and between samples ``g`` decays toward 0 (c toward 1.0, "trust the profile again") with time
 constant ``TAU_S = 20 s``: ``g(t) = g(t0) * exp(-(t - t0) / TAU_S)``. A worker that recovered
 is thus tried again after about ``TAU_S * ln(ln c / ln c_fit)`` seconds and re-measured. Using
-the median as reference makes ``E[x] = 0`` for a worker that behaves as profiled (the log of
-a log-normal sample over its median is centred).
+the median ``p50`` as reference makes ``E[x] = ln(true speed / c0)`` for a log-normal service
+(the log of a sample over its median is centred). Separating service from queueing matters:
+a ratio of whole latencies would blame the queue model's errors on the worker's speed.
 
 Failures do not enter the correction; they eject the worker for a while (see ``FleetView``).
 """
@@ -55,6 +58,7 @@ __all__ = [
     "Correction",
     "PredictorConfig",
     "expected_wait_ms",
+    "shadow_wait_ms",
 ]
 
 ALPHA = 0.2
@@ -75,6 +79,14 @@ class PredictorConfig:
     clip: float = CLIP
     tau_s: float = TAU_S
     g_max: float = G_MAX
+
+
+def shadow_wait_ms(free_s: float, now: float, rtt_ms: float) -> float:
+    """Wait (ms) of a request sent at ``now`` (s) to a worker whose earliest slot frees at
+    ``free_s`` (s), ``rtt_ms`` away: ``max(0, free - (now + rtt/2))``.
+    """
+    w = (free_s - now) * 1000.0 - rtt_ms * 0.5
+    return w if w > 0.0 else 0.0
 
 
 def expected_wait_ms(outstanding: float, work_ms: float, instances: int) -> float:
@@ -117,24 +129,21 @@ class Correction:
         """The multiplicative correction ``c`` at ``now``."""
         return math.exp(self.log_factor(now))
 
-    def observe(
-        self, now: float, actual_ms: float, predicted_ms: float, service_ms: float, g0: float
-    ) -> None:
+    def observe(self, now: float, actual_ms: float, reference_ms: float, g0: float) -> None:
         """Fold one successful request in.
 
         Args:
             now: when it was observed (s).
-            actual_ms: measured latency minus rtt (ms).
-            predicted_ms: ``P = W0 + c0 * p50`` at dispatch (ms, no rtt).
-            service_ms: ``c0 * p50``, the service share of ``P`` (ms).
+            actual_ms: the service time it got (ms), estimated as in the module docstring.
+            reference_ms: ``c0 * p50`` at dispatch (ms).
             g0: ``ln c0`` used at dispatch.
         """
         cfg = self.cfg
-        if predicted_ms <= 0.0:
+        if reference_ms <= 0.0:
             return
-        x = math.log(max(actual_ms, 1e-6) / predicted_ms)
+        x = math.log(max(actual_ms, 1e-6) / reference_ms)
         x = min(max(x, -cfg.clip), cfg.clip)
-        a = cfg.alpha * (0.25 + 0.75 * min(service_ms / predicted_ms, 1.0))
+        a = cfg.alpha
         g = (1.0 - a) * self.log_factor(now) + a * (g0 + x)
         self.g = min(max(g, -cfg.g_max), cfg.g_max)
         self.t = now

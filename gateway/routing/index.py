@@ -31,6 +31,7 @@ class PoolIndex:
         profile: the arch's profile for the model.
         max_batch: the profile's ``max_batch``.
         p50_1: the profile's batch-1 median (ms), the service part of the key.
+        p99_1: the profile's batch-1 p99 (ms).
         keys: one key per slot of ``members`` (ms; ``inf``: unavailable or removed).
         bases: ``rtt + W`` per slot (ms; ``inf`` likewise): the key without the service part,
             for policies that must not use the online correction.
@@ -46,6 +47,7 @@ class PoolIndex:
         "members",
         "model",
         "p50_1",
+        "p99_1",
         "pool",
         "profile",
     )
@@ -57,6 +59,7 @@ class PoolIndex:
         self.profile = profile
         self.max_batch = profile.max_batch
         self.p50_1 = profile.p50(1)
+        self.p99_1 = profile.p99(1)
         self.keys: list[float] = []
         self.bases: list[float] = []
         self.members: list[WorkerState | None] = []

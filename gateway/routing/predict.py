@@ -37,7 +37,7 @@ def estimate(
     """Prediction for a (model, batch) request on worker ``s`` at ``now``."""
     c = _factor(s, model, now) if corrected else 1.0
     mean = c * profile.mean(batch)
-    base = s.rtt_ms + s.wait
+    base = s.rtt_ms + s.wait_at(now)
     return Estimate(s, base + mean, base + c * profile.p99(batch), mean, mean / s.instances)
 
 
@@ -58,7 +58,9 @@ def pool_estimates(
         s = idx.members[keys.index(m)]
         mean, p99, _ = idx.stats(batch)
         c = _factor(s, model, now) if corrected else 1.0
-        base = s.rtt_ms + s.wait
+        rtt = s.rtt_ms
+        wait = (min(s.free) - now) * 1000.0 - rtt * 0.5  # shadow_wait_ms, inlined
+        base = rtt + (wait if wait > 0.0 else 0.0) + s.others_ms
         mean *= c
         out.append(Estimate(s, base + mean, base + c * p99, mean, mean / s.instances))
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from gateway.prediction.model import Correction, PredictorConfig, expected_wait_ms
+from gateway.prediction.model import Correction, PredictorConfig, shadow_wait_ms
 from gateway.prediction.profiles import Profile
 from gateway.routing.types import WorkerInfo
 
@@ -37,7 +37,11 @@ class WorkerState:
         fails: consecutive failed requests.
         ewma_ms: peak-EWMA of observed client latency (ms), for ``peak_ewma``.
         corrections: online correction per model.
-        wait: expected wait (ms) for a slot, recomputed on every change.
+        wait: expected wait (ms) for a slot as of the last change (index keys).
+        free: predicted time (s) each instance slot frees, from this router's own requests
+            (the shadow queue of :mod:`gateway.prediction.model`).
+        shift: per slot, the total re-anchoring (s) applied to its chain so far.
+        others_ms: other routers' backlog per slot (ms) from fresh shared figures, else 0.
         cfac: correction factor per model as of its last sample (undecayed; index keys).
         slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
@@ -51,12 +55,14 @@ class WorkerState:
         "ewma_ms",
         "ewma_t",
         "fails",
+        "free",
         "id",
         "idx",
         "info",
         "instances",
         "local_out",
         "local_work_ms",
+        "others_ms",
         "out",
         "pool",
         "probe_healthy",
@@ -65,6 +71,7 @@ class WorkerState:
         "shared_at",
         "shared_out",
         "shared_work",
+        "shift",
         "slots",
         "wait",
         "work_ms",
@@ -96,6 +103,9 @@ class WorkerState:
         self.ewma_ms = DEFAULT_RTT_MS
         self.ewma_t = -math.inf
         self.wait = 0.0
+        self.free = [-math.inf] * self.instances
+        self.shift = [0.0] * self.instances
+        self.others_ms = 0.0
         self.cfac = dict.fromkeys(profiles, 1.0)
         self.slots: list[tuple[object, int, str]] = []
 
@@ -104,13 +114,12 @@ class WorkerState:
         return self.probe_healthy and self.ejected_until <= now
 
     def wait_ms(self) -> float:
-        """Expected wait (ms) for a slot; see :func:`expected_wait_ms`."""
+        """Expected wait (ms) for a slot as of the last change."""
         return self.wait
 
-    def recompute_wait(self) -> float:
-        """Refresh :attr:`wait` from ``out``, ``work_ms`` and ``instances``."""
-        self.wait = expected_wait_ms(self.out, self.work_ms, self.instances)
-        return self.wait
+    def wait_at(self, now: float) -> float:
+        """Expected wait (ms) of a request sent at ``now``; see :func:`shadow_wait_ms`."""
+        return shadow_wait_ms(min(self.free), now, self.rtt_ms) + self.others_ms
 
     def correction(self, model: str, now: float) -> float:
         """Online correction factor for ``model`` at ``now`` (1.0 if unknown)."""

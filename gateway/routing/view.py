@@ -69,7 +69,7 @@ class FleetView:
         self._order: list[WorkerState] = []
         self._indexes: dict[str, dict[tuple[str, str], PoolIndex]] = {}
         self._eligible: dict[tuple[str, int], tuple[WorkerState, ...]] = {}
-        self._inflight: dict[int, tuple[float, float, float]] = {}
+        self._inflight: dict[int, tuple[float, float, float, int, float, float]] = {}
         self._ejected: list[WorkerState] = []
         self._newest_shared = -math.inf
         self._next_refresh = -math.inf
@@ -184,12 +184,19 @@ class FleetView:
         if not math.isfinite(service_ms):
             service_ms = self.service_ms(s, req.model, req.batch, now)
             service_ms = 0.0 if math.isnan(service_ms) else service_ms
+        free = s.free
+        i = free.index(min(free))
+        arrive = now + s.rtt_ms / 2000.0
+        begin = arrive if arrive > free[i] else free[i]
+        end = begin + service_ms / 1000.0
+        free[i] = end
         p = s.profiles.get(req.model)
         if p is not None:
             corr = s.corrections[req.model]
             g0 = corr.log_factor(now)
             svc = math.exp(g0) * p.p50(req.batch)
-            self._inflight[id(req)] = (g0, s.wait + svc, svc)
+            wait = (begin - arrive) * 1000.0 + s.others_ms
+            self._inflight[id(req)] = (g0, wait, svc, i, end - s.shift[i], now)
         s.local_out += 1
         s.local_work_ms += service_ms
         s.d_out += 1
@@ -220,8 +227,20 @@ class FleetView:
             s.observe_latency(latency_ms, now)
             corr = s.corrections.get(req.model)
             if memo is not None and corr is not None:
-                g0, pred, svc = memo
-                corr.observe(now, latency_ms - s.rtt_ms, pred, svc, g0)
+                g0, wait0, ref, i, p_end, sent = memo
+                true_end = sent + (latency_ms - s.rtt_ms * 0.5) / 1000.0
+                actual = latency_ms - s.rtt_ms - wait0
+                free = s.free
+                if i < len(free):
+                    p_end += s.shift[i]  # its predicted end, after earlier re-anchorings
+                    if free[i] >= p_end:  # still its chain: move the chain by its error
+                        err = true_end - p_end
+                        actual = service_ms + err * 1000.0
+                        f = free[i] + err
+                        f = f if f > true_end else true_end
+                        s.shift[i] += f - free[i]
+                        free[i] = f
+                corr.observe(now, actual, ref, g0)
                 s.cfac[req.model] = math.exp(corr.g)
         self._settle(s, now)
 
@@ -272,18 +291,17 @@ class FleetView:
         """Recompute the load used for routing and re-key the worker in its indexes."""
         if s.shared_at != -math.inf and now - s.shared_at <= self.stale_after_s:
             out = s.shared_out + s.d_out
-            s.out = out = out if out > s.local_out else float(s.local_out)
+            s.out = out if out > s.local_out else float(s.local_out)
             work = s.shared_work + s.d_work
-            s.work_ms = work = work if work > s.local_work_ms else s.local_work_ms
+            s.work_ms = work if work > s.local_work_ms else s.local_work_ms
+            others = work - s.local_work_ms
+            s.others_ms = others / s.instances if others > 0.0 else 0.0
         else:
-            s.out = out = float(s.local_out)
-            s.work_ms = work = s.local_work_ms
-        k = s.instances
-        if out < k:
-            wait = 0.0
-        else:  # expected_wait_ms, inlined (hot path)
-            svc = work / out
-            wait = (out - k) * svc / k + svc / (k + 1)
+            s.out = float(s.local_out)
+            s.work_ms = s.local_work_ms
+            s.others_ms = 0.0
+        wait = (min(s.free) - now) * 1000.0 - s.rtt_ms * 0.5
+        wait = (wait if wait > 0.0 else 0.0) + s.others_ms
         s.wait = wait
         if s.probe_healthy and s.ejected_until <= now:
             base = s.rtt_ms + wait
@@ -311,7 +329,7 @@ class FleetView:
                     "outstanding": s.out,
                     "local_outstanding": s.local_out,
                     "work_ms": round(s.work_ms, 3),
-                    "predicted_wait_ms": round(s.wait_ms(), 3),
+                    "predicted_wait_ms": round(s.wait_at(now), 3),
                     "correction": {m: round(s.correction(m, now), 4) for m in s.profiles},
                     "peak_ewma_ms": round(finite_or(s.ewma_ms, 0.0), 3),
                     "staleness_s": None if staleness is None else round(staleness, 3),

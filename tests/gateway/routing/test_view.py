@@ -21,7 +21,8 @@ def test_start_finish_local(view: FleetView) -> None:
     view.start("e0", r, 10.0, 0.0)
     s = view.state("e0")
     assert (s.out, s.work_ms, s.local_out) == (1.0, 10.0, 1)
-    assert s.wait_ms() == pytest.approx(5.0)  # k=1, n=1: s/2
+    assert s.wait_at(0.0) == pytest.approx(10.0)  # shadow queue: busy until 0.5 + 10 ms
+    assert s.wait_at(0.004) == pytest.approx(6.0)
     view.finish("e0", r, 10.0, 11.0, 0.011)
     assert (s.out, s.work_ms) == (0.0, 0.0)
 
