@@ -6,13 +6,15 @@ and the message, never a stack trace::
 
     GatewayError                     HTTP  gRPC
     ├── BadRequest                    400  INVALID_ARGUMENT   malformed body, header, hint
-    │   └── PayloadTooLarge           413  INVALID_ARGUMENT   body over the configured limit
+    │   ├── PayloadTooLarge           413  INVALID_ARGUMENT   body over the configured limit
+    │   └── UnsupportedMediaType      415  INVALID_ARGUMENT   Content-Type not JSON or binary
     ├── Unauthorized                  401  UNAUTHENTICATED    ops call without a valid token
     ├── Forbidden                     403  PERMISSION_DENIED  ops call when no token is configured
     ├── ModelNotFound                 404  NOT_FOUND          no worker serves the model
     ├── Shed                          429  RESOURCE_EXHAUSTED the SLO cannot be met / overload
     ├── NoHealthyWorker               503  UNAVAILABLE        the model's workers are all down
     ├── UpstreamError                 502  UNAVAILABLE        connect/reset talking to a worker
+    │   └── UpstreamConnectError      502  UNAVAILABLE        never reached it: safe to retry
     └── UpstreamTimeout               504  DEADLINE_EXCEEDED  the worker did not answer in time
 
 Triton's own error answers are not errors here: they pass through with Triton's status and
@@ -35,6 +37,8 @@ __all__ = [
     "PayloadTooLarge",
     "Shed",
     "Unauthorized",
+    "UnsupportedMediaType",
+    "UpstreamConnectError",
     "UpstreamError",
     "UpstreamTimeout",
 ]
@@ -73,6 +77,13 @@ class PayloadTooLarge(BadRequest):
 
     http_status = 413
     reason = "too_large"
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body's ``Content-Type`` is neither JSON nor Triton's binary-tensor octet stream."""
+
+    http_status = 415
+    reason = "media_type"
 
 
 class Unauthorized(GatewayError):
@@ -142,6 +153,16 @@ class UpstreamError(GatewayError):
     http_status = 502
     grpc_code = "UNAVAILABLE"
     reason = "upstream"
+
+
+class UpstreamConnectError(UpstreamError):
+    """No connection to the worker could be made (refused, connect timeout, no route).
+
+    The worker cannot have seen the request, so it is safe to send it elsewhere
+    (:mod:`gateway.core.retry`), unlike a reset after the request was written.
+    """
+
+    reason = "connect"
 
 
 class UpstreamTimeout(GatewayError):
