@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from gateway.routing.types import WorkerInfo
 from gateway.upstream.base import PASS_RESPONSE_HEADERS, UpstreamResponse
 
@@ -86,6 +86,11 @@ class AiohttpUpstream:
                     body=data,
                     headers={k: rh[k] for k in PASS_RESPONSE_HEADERS if k in rh},
                 )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # no connection was made: the worker never saw the request (retry-safe)
+            raise UpstreamConnectError(
+                f"worker {worker.id} unreachable: {type(exc).__name__}"
+            ) from exc
         except TimeoutError as exc:
             raise UpstreamTimeout(f"worker {worker.id} did not answer in {timeout_s:g} s") from exc
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:

@@ -46,7 +46,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from gateway.routing.types import WorkerInfo
 from gateway.upstream.base import UpstreamResponse
 
@@ -246,6 +246,9 @@ class GrpcUpstream:
                 raise UpstreamTimeout(
                     f"worker {worker.id} did not answer within {timeout_s * 1000:.0f} ms"
                 ) from None
+            if code is grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower():
+                # the channel never connected: the worker never saw the call (retry-safe)
+                raise UpstreamConnectError(f"worker {worker.id} unreachable: {details}") from None
             if code in _TRANSPORT_FAILURES:
                 raise UpstreamError(f"worker {worker.id} unavailable: {details}") from None
             return UpstreamResponse(

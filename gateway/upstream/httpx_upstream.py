@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from gateway.routing.types import WorkerInfo
 from gateway.upstream.base import PASS_RESPONSE_HEADERS, UpstreamResponse
 
@@ -69,6 +69,11 @@ class HttpxUpstream:
                 data = b"".join([chunk async for chunk in resp.aiter_raw()])
             finally:
                 await resp.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # no connection was made: the worker never saw the request (retry-safe)
+            raise UpstreamConnectError(
+                f"worker {worker.id} unreachable: {type(exc).__name__}"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"worker {worker.id} did not answer in {timeout_s:g} s") from exc
         except httpx.HTTPError as exc:
