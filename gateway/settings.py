@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.discovery.config import DiscoverySettings
 from gateway.prediction.profiles import default_profiles_dir
 from gateway.routing.types import WorkerInfo
 from gateway.yamlio import FormatError, format_validation_error, load_yaml
@@ -111,6 +112,8 @@ class _Fields(BaseModel):
     lease_ttl_s: PositiveFloat = 60.0
     refresh_interval_s: PositiveFloat = 0.1
     stale_after_s: PositiveFloat = 2.0
+    scrape_interval_s: PositiveFloat | None = 1.0  # Triton /metrics reconciliation; None: off
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
 
     upstream: Literal["aiohttp", "httpx"] = "aiohttp"
     connect_timeout_s: PositiveFloat = 1.0
