@@ -11,7 +11,8 @@ Each collector is a small class with one ``tick()`` doing one round of work, dri
   marks it unhealthy, a 200 healthy again (issue 8 adds outlier detection and a panic
   threshold).
 
-Issue 7 adds the Triton ``/metrics`` scraper and worker discovery beside these.
+The Triton ``/metrics`` scraper is in :mod:`gateway.state.reconcile`, worker discovery in
+:mod:`gateway.discovery`; :mod:`gateway.state.background` wires them all.
 """
 
 from __future__ import annotations
@@ -47,12 +48,22 @@ class _ServiceLike(Protocol):
 
 
 class Periodic:
-    """Runs ``tick`` every ``interval_s`` in a task until stopped; a failing tick is logged."""
+    """Runs ``tick`` every ``interval_s`` in a task until stopped; a failing tick is logged.
 
-    def __init__(self, name: str, tick: Callable[[], Awaitable[None]], interval_s: float) -> None:
+    ``on_stop`` (optional) runs once after the loop ended: the collector closes its clients.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tick: Callable[[], Awaitable[None]],
+        interval_s: float,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.name = name
         self._tick = tick
         self._interval = interval_s
+        self._on_stop = on_stop
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,12 +72,15 @@ class Periodic:
             self._task = asyncio.create_task(self._run(), name=f"synergai-{self.name}")
 
     async def stop(self) -> None:
-        """Cancel the loop and wait for it."""
+        """Cancel the loop, wait for it, then run ``on_stop`` (close clients)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        on_stop, self._on_stop = self._on_stop, None
+        if on_stop is not None:
+            await on_stop()
 
     async def _run(self) -> None:
         while True:
