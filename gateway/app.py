@@ -31,7 +31,8 @@ from gateway.routing.types import Policy
 from gateway.routing.view import FleetView
 from gateway.service import InferenceService, ServiceConfig
 from gateway.settings import Settings
-from gateway.state.collectors import HealthProber, Periodic, SharedStateRefresher
+from gateway.state.background import state_loops
+from gateway.state.collectors import HealthProber, Periodic
 from gateway.state.store import NullStore, StateStore
 from gateway.upstream.base import Upstream, make_http_upstream
 
@@ -185,10 +186,9 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             await up.start()
         loops: list[Periodic] = []
         if deps.collectors:
-            refresher = SharedStateRefresher(service, store, metrics, clock)
             prober = HealthProber(service, timeout_s=min(1.0, settings.health_interval_s))
             loops = [
-                Periodic("refresh", refresher.tick, settings.refresh_interval_s),
+                *state_loops(service, metrics, clock, settings),  # refresh, scrape, discovery
                 Periodic("health", prober.tick, settings.health_interval_s),
             ]
             for loop in loops:
