@@ -63,7 +63,7 @@ def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: in
         print(f"synergai serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if not settings.workers:
+    if not settings.workers and not settings.discovery.dynamic:
         print(
             "synergai serve: no workers configured (add `workers:` to the config file)",
             file=sys.stderr,
