@@ -43,6 +43,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.observability.metrics import GatewayMetrics
+from gateway.prediction.drift import DriftMonitor
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
 from gateway.settings import ModelDefaults
 from gateway.state.store import Lease, StateStore, WorkerLoad
@@ -96,6 +97,8 @@ class InferenceService:
         self._meta_rr = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
         self.inflight = 0
+        self.drift = DriftMonitor.for_view(view, clock, metrics)
+        """Profile drift per (worker, model) and observed service times (issue 10)."""
         self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
         """Hook called with every shared-state figure (metrics; issue 7 reconciliation)."""
 
@@ -245,6 +248,7 @@ class InferenceService:
     ) -> InferResult:
         service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
         lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
+        wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
         self.view.start(worker.id, req, service_ms, req.arrival)
         self.inflight += 1
         reserve = asyncio.ensure_future(self.store.reserve(lease))
@@ -262,6 +266,8 @@ class InferenceService:
             ok = resp.ok
             fault = worker_fault(resp, call.protocol)
             self._observe(req, decision, worker, resp.ok, latency_ms)
+            if resp.ok and self.drift is not None:
+                self.drift.observe(worker, req.model, req.batch, latency_ms, wait0, end)
             return InferResult(resp, worker, decision, self.policy.name, latency_ms)
         except GatewayError as exc:
             code = str(exc.http_status)
