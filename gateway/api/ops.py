@@ -54,6 +54,8 @@ def build_ops_router(
             wid = row.get("id") or row.get("worker")
             if isinstance(wid, str):
                 row.setdefault("drained", service.drained(wid))
+                if service.drift is not None:
+                    row["drift"] = service.drift.worker_drift(wid, now)
         return {
             "policy": service.policy.name,
             "stale": bool(service.view.stale(now)),
@@ -61,6 +63,11 @@ def build_ops_router(
             "inflight": service.inflight,
             "workers": rows,
         }
+
+    @router.get("/synergai/v1/observed")
+    async def observed() -> dict[str, object]:
+        """Observed service times per (arch, model, batch) (gateway.prediction.drift)."""
+        return {} if service.drift is None else service.drift.observed()
 
     async def _drain(request: Request, worker: str, drained: bool) -> dict[str, object]:
         check_admin(request, admin_token)
