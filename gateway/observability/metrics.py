@@ -105,6 +105,31 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.worker_healthy = Gauge(
+            "synergai_worker_healthy",
+            "1 while health lets a worker take traffic (probe ready, not ejected), else 0.",
+            ["worker"],
+            registry=r,
+        )
+        self.ejections = Counter(
+            "synergai_outlier_ejections",
+            "Outlier ejections of a worker, by reason (consecutive errors / connect errors).",
+            ["worker", "reason"],
+            registry=r,
+        )
+        self.panic = Gauge(
+            "synergai_outlier_panic",
+            "1 while a pool is at its panic threshold (an ejection was refused), else 0.",
+            ["pool"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "synergai_retries",
+            "Retry decisions after a failed attempt: sent, or why not (budget, slo, no_worker).",
+            ["reason", "result"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""
         return generate_latest(self.registry)
