@@ -107,6 +107,8 @@ class Registrar:
 
     def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating and (by default) delete the entries at once."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)

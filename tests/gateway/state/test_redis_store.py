@@ -200,3 +200,60 @@ async def test_failed_release_is_retried_before_the_next_snapshot(valkey: Embedd
     snap = await s.snapshot(["w"])
     assert snap is not None and snap["w"].outstanding == 0 and s.pending_releases == 0
     await s.close()
+
+
+# Concurrent interleavings: two gateways' reserve / release / lease repair race on one worker,
+# and Redis may lose everything (a restart without persistence) between rounds.
+_round = st.lists(
+    st.tuples(st.sampled_from(["reserve", "release", "expire"]), st.integers(0, 1),
+              st.integers(0, 7)),
+    min_size=1, max_size=12,
+)  # fmt: skip
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rounds=st.lists(st.tuples(_round, st.booleans()), min_size=1, max_size=6))
+def test_concurrent_interleavings_keep_the_invariants(
+    valkey: EmbeddedValkey, rounds: list[tuple[list[tuple[str, int, int]], bool]]
+) -> None:
+    async def run() -> None:
+        gws = [
+            RedisStore(valkey.url, MonotonicClock(), prefix="cprop", timeout_s=1.0)
+            for _ in range(2)
+        ]
+        w_key, l_key = gws[0].keys("w")
+        await gws[0].client.delete(w_key, l_key)
+        issued: set[tuple[int, int]] = set()
+        for ops_, lose_data in rounds:
+
+            async def op(kind: str, g: int, n: int) -> None:
+                lease = Lease("w", f"g{g}:{n}", 1_000 * n + 3)
+                if kind == "reserve":
+                    issued.add((g, n))
+                    got = await gws[g].reserve(lease)
+                elif kind == "release":
+                    got = await gws[g].release(lease)
+                else:
+                    assert await gws[g].expire_leases(["w"]) == 0  # nothing past its TTL
+                    return
+                assert got is not None and got.outstanding >= 0 and got.work_ms >= 0
+
+            await asyncio.gather(*(op(*o) for o in ops_))
+            # the invariant: the counters are exactly the live leases
+            members = await gws[0].client.zrange(l_key, 0, -1)
+            out, work = await gws[0].client.hmget(w_key, ["out", "work_us"])  # type: ignore[misc]
+            assert int(out or 0) == len(members)
+            assert int(work or 0) == sum(int(m.rsplit(b":", 1)[1]) for m in members)
+            if lose_data:
+                await gws[0].client.delete(w_key, l_key)  # Redis restarted, data lost
+        # every gateway releases what it reserved: back to exactly zero
+        await asyncio.gather(*(gws[g].release(Lease("w", f"g{g}:{n}", 1_000 * n + 3))
+                               for g, n in issued))  # fmt: skip
+        snap = await gws[0].snapshot(["w"])
+        assert snap is not None and (snap["w"].outstanding, snap["w"].work_ms) == (0, 0.0)
+        for g in gws:
+            await g.close()
+
+    asyncio.run(run())
