@@ -16,7 +16,9 @@ from gateway.discovery.kubernetes import EndpointSliceSource, workers_from_slice
 TEMPLATES = {"edge-nx": PoolTemplate(models=["resnet50"], instances=1, rtt_ms=1.0)}
 
 
-def _slice(pool: str | None, endpoints: list[dict[str, Any]], arch: str = "jetson-orin-nx") -> dict[str, Any]:
+def _slice(
+    pool: str | None, endpoints: list[dict[str, Any]], arch: str = "jetson-orin-nx"
+) -> dict[str, Any]:
     labels = {"kubernetes.io/service-name": f"triton-{pool}"}
     if pool:
         labels |= {"synergai.io/pool": pool, "synergai.io/arch": arch}
@@ -33,7 +35,8 @@ def _slice(pool: str | None, endpoints: list[dict[str, Any]], arch: str = "jetso
 
 
 def _ep(ip: str, pod: str | None, ready: bool | None = True) -> dict[str, Any]:
-    ep: dict[str, Any] = {"addresses": [ip], "conditions": {} if ready is None else {"ready": ready}}
+    cond = {} if ready is None else {"ready": ready}
+    ep: dict[str, Any] = {"addresses": [ip], "conditions": cond}
     if pod:
         ep["targetRef"] = {"kind": "Pod", "name": pod, "namespace": "synergai"}
     return ep

@@ -35,7 +35,9 @@ def test_parse_empty_page() -> None:
     assert parse_metrics("", 1.0) == TritonSample(1.0)
 
 
-def _s(t: float, pending: float, execs: float, compute_us: float, queue_us: float = 0.0) -> TritonSample:
+def _s(
+    t: float, pending: float, execs: float, compute_us: float, queue_us: float = 0.0
+) -> TritonSample:
     return TritonSample(t, pending, execs, execs, queue_us, compute_us)
 
 
