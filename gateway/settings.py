@@ -123,6 +123,21 @@ class _Fields(BaseModel):
 
     max_body_bytes: PositiveInt = 64 * 1024 * 1024
     max_inflight: PositiveInt = 4096
+    # failure behaviour (issue 8; docs/operations.md "Failure behaviour")
+    max_inflight_bytes: PositiveInt = 1024 * 1024 * 1024
+    low_priority_share: float = Field(default=0.8, gt=0.0, le=1.0)
+    high_priority: int = 1
+    timeout_slo_factor: PositiveFloat = 10.0
+    min_timeout_s: PositiveFloat = 0.5
+    retry_budget_ratio: NonNegativeFloat = 0.2
+    retry_min_per_s: NonNegativeFloat = 10.0
+    probe_unhealthy_threshold: PositiveInt = 2
+    outlier_consecutive_errors: PositiveInt = 3
+    outlier_consecutive_connect_errors: PositiveInt = 1
+    outlier_base_ejection_s: PositiveFloat = 1.0
+    outlier_max_ejection_s: PositiveFloat = 30.0
+    outlier_max_ejection_percent: float = Field(default=50.0, ge=0.0, le=100.0)
+    drain_timeout_s: PositiveFloat = 10.0
     admin_token: SecretStr | None = None
     seed: int | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
