@@ -39,7 +39,7 @@ def test_blend_adds_only_what_triton_holds_beyond_redis(
     rec.note_shared("w", WorkerLoad(redis_out, redis_out * 10.0))
     rec.observe("w", _t(10.0, queued, running))
     got = rec.blend("w", WorkerLoad(redis_out, redis_out * 10.0))
-    assert (got.outstanding, got.work_ms) == (want_out, pytest.approx(want_work))
+    assert got.outstanding == want_out and got.work_ms == pytest.approx(want_work)
 
 
 def test_external_load_goes_stale_and_needs_a_redis_figure() -> None:
