@@ -93,6 +93,12 @@ class ServiceConfig:
     default_slo_ms: float = 1000.0
     request_timeout_s: float = 30.0
     max_inflight: int = 4096
+    low_priority_share: float = 0.8
+    high_priority: int = 1
+    timeout_slo_factor: float = 10.0
+    min_timeout_s: float = 0.5
+    retry_budget_ratio: float = 0.2
+    retry_min_per_s: float = 10.0
 
 
 def seen_ms(latency_ms: float | None, ok: bool, fault: bool, decision: Decision) -> float | None:
