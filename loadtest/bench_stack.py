@@ -146,6 +146,8 @@ class GatewayProcess:
         name: label for logs and errors.
         grpc: also open the gRPC front door.
         env: extra environment variables.
+        seed: the policy's RNG seed (``SYNERGAI_SEED``); the simulator seeds its policy RNG
+            with the scenario's seed, so ``random`` and ``p2c`` draw the same numbers live.
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class GatewayProcess:
         name: str = "0",
         grpc: bool = True,
         env: Mapping[str, str] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.config = config
+        self.seed = seed
         self.policy = policy
         self.redis_url = redis_url
         self.name = name
@@ -205,6 +209,8 @@ class GatewayProcess:
         )
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
+        if self.seed is not None:
+            env["SYNERGAI_SEED"] = str(self.seed)
         env.update(self._env)
         cmd = [
             sys.executable,
@@ -445,6 +451,7 @@ class LiveStack:
                 redis_url=self.valkey.url,
                 name=f"{policy}-{i}",
                 grpc=grpc,
+                seed=int(getattr(self.scenario, "seed", 0)) + i,
             )
             for i in range(self.replicas)
         ]
