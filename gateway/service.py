@@ -31,17 +31,23 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.core.admission import Admission
 from gateway.core.calls import InferCall, InferResult, ServiceConfig, seen_ms, worker_fault
 from gateway.core.clock import Clock
 from gateway.core.hints import Hints, resolve_hints
+from gateway.core.retry import RetryBudget, retry_reason
+from gateway.core.timeouts import TimeoutPolicy
 from gateway.errors import (
     BadRequest,
     GatewayError,
     ModelNotFound,
     NoHealthyWorker,
     Shed,
+    UpstreamConnectError,
+    UpstreamError,
     UpstreamTimeout,
 )
+from gateway.health.outcome import Outcome, OutcomeSink
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.drift import DriftMonitor
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
@@ -97,6 +103,15 @@ class InferenceService:
         self._meta_rr = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
         self.inflight = 0
+        self.admission = Admission(
+            config.max_inflight, config.low_priority_share, config.high_priority
+        )
+        self.timeouts = TimeoutPolicy(
+            config.request_timeout_s, config.timeout_slo_factor, config.min_timeout_s
+        )
+        self.retry_budget = RetryBudget(clock, config.retry_budget_ratio, config.retry_min_per_s)
+        self.health: OutcomeSink | None = None
+        """Told every attempt's :class:`Outcome` (the health monitor's outlier detection)."""
         self.drift = DriftMonitor.for_view(view, clock, metrics)
         """Profile drift per (worker, model) and observed service times (issue 10)."""
         self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
@@ -208,9 +223,11 @@ class InferenceService:
         Raises:
             BadRequest: a hint is malformed.
             ModelNotFound: no worker serves the model.
-            Shed: the policy shed it, or the gateway is at ``max_inflight``.
+            Shed: the policy shed it, or the gateway is full for its priority
+                (:mod:`gateway.core.admission`).
             NoHealthyWorker: every worker serving the model is down.
-            UpstreamTimeout, UpstreamError: the worker did not answer.
+            UpstreamTimeout, UpstreamError: the worker did not answer (after one retry where
+                :mod:`gateway.core.retry` allows it).
         """
         if not self.view.serves(call.model):
             raise ModelNotFound(f"unknown model '{call.model}'")
@@ -223,10 +240,9 @@ class InferenceService:
         upstream = self.upstreams.get(call.protocol)
         if upstream is None:
             raise GatewayError(f"no upstream registered for protocol {call.protocol!r}")
-        if self.inflight >= self.config.max_inflight:
-            self.metrics.shed.labels("overload").inc()
-            self.metrics.slo_violations.labels(call.model, str(hints.priority), "shed").inc()
-            raise Shed("gateway overloaded", retry_after_s=1, why="overload")
+        if not self.admission.admits(self.inflight, hints.priority):
+            raise self._overloaded(call.model, hints.priority)
+        self.retry_budget.deposit()
         now = self.clock.now()
         req = Request(call.model, hints.slo_ms, call.batch, hints.priority, hints.category, now)
         t0 = time.perf_counter()
@@ -236,7 +252,95 @@ class InferenceService:
         worker = self._workers.get(wid) if wid is not None else None
         if worker is None:
             raise self._shed(req, decision)
-        return await self._forward(call, req, decision, worker, upstream)
+        timeout_s = self.timeouts.total_s(req.slo_ms)
+        try:
+            try:
+                result = await self._forward(call, req, decision, worker, upstream, timeout_s)
+            except (UpstreamError, UpstreamTimeout) as exc:
+                return await self._retry(call, req, worker, upstream, timeout_s, exc)
+            if result.response.status >= 500:
+                return await self._retry(call, req, worker, upstream, timeout_s, result)
+            return result
+        except (UpstreamError, UpstreamTimeout):
+            self.metrics.slo_violations.labels(req.model, str(req.priority), "failed").inc()
+            raise
+
+    def _overloaded(self, model: str, priority: int) -> GatewayError:
+        """The error for a request the gateway is too full to admit (503 if none is healthy)."""
+        self.metrics.slo_violations.labels(model, str(priority), "shed").inc()
+        if not any(
+            self._healthy.get(w.id, False) and w.id not in self._drained
+            for w in self._workers.values()
+            if model in w.models
+        ):
+            self.metrics.shed.labels("no_worker").inc()
+            return NoHealthyWorker(f"no healthy worker serves model '{model}'")
+        self.metrics.shed.labels("overload").inc()
+        return Shed(
+            f"gateway overloaded: {self.inflight} requests in flight "
+            f"(limit {self.admission.limit(priority)} at priority {priority})",
+            retry_after_s=1,
+            why="overload",
+        )
+
+    async def _retry(
+        self,
+        call: InferCall,
+        req: Request,
+        failed: WorkerInfo,
+        upstream: Upstream,
+        timeout_s: float,
+        outcome: GatewayError | InferResult,
+    ) -> InferResult:
+        """Send a failed request once more, elsewhere, when :mod:`gateway.core.retry` allows.
+
+        Returns the retry's result, or the first attempt's (re-raising its error) when no retry
+        is allowed: not retry-safe, no SLO or time left, no other worker, budget spent.
+        """
+        first = outcome.response if isinstance(outcome, InferResult) else outcome
+        why = retry_reason(first, self.model_defaults(call.model).idempotent)
+
+        def give_up(result: str | None) -> InferResult:
+            if why is not None and result is not None:
+                self.metrics.retries.labels(why, result).inc()
+            if isinstance(outcome, InferResult):
+                return outcome
+            raise outcome
+
+        if why is None:
+            return give_up(None)
+        now = self.clock.now()
+        elapsed_ms = (now - req.arrival) * 1000.0
+        left_ms = min(req.slo_ms, timeout_s * 1000.0) - elapsed_ms
+        if left_ms <= 0:
+            return give_up("slo")
+        again = Request(req.model, left_ms, req.batch, req.priority, req.category, now)
+        decision = self._choose_excluding(again, failed.id, now)
+        worker = self._workers.get(decision.worker) if decision.worker is not None else None
+        if worker is None or worker.id == failed.id:
+            return give_up("no_worker")
+        if math.isfinite(decision.predicted_ms) and decision.predicted_ms > left_ms:
+            return give_up("slo")
+        if not self.retry_budget.try_spend():
+            return give_up("budget")
+        self.metrics.retries.labels(why, "sent").inc()
+        return await self._forward(call, again, decision, worker, upstream, left_ms / 1000.0)
+
+    def _choose_excluding(self, req: Request, worker_id: str, now: float) -> Decision:
+        """The policy's choice with ``worker_id`` out of rotation for this one decision.
+
+        The worker is marked down in the view and restored right after, with no ``await`` in
+        between, so no other request can see the change.
+        """
+        state = self.view.state(worker_id) if worker_id in self._workers else None
+        hide = state is not None and state.available(now)
+        if hide:
+            self.view.set_healthy(worker_id, False, now)
+        try:
+            return self.policy.choose(req, self.view, now, self.rng)
+        finally:
+            if hide:
+                self.view.set_healthy(worker_id, True, now)
 
     async def _forward(
         self,
@@ -245,6 +349,7 @@ class InferenceService:
         decision: Decision,
         worker: WorkerInfo,
         upstream: Upstream,
+        timeout_s: float,
     ) -> InferResult:
         service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
         lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
@@ -256,29 +361,35 @@ class InferenceService:
         ok = False
         fault = True
         code = "499"  # cancelled (client went away) unless set below
+        outcome = Outcome.NEUTRAL
         try:
-            resp = await upstream.call(
-                worker, call.target, call.body, call.headers, self.config.request_timeout_s
-            )
+            resp = await upstream.call(worker, call.target, call.body, call.headers, timeout_s)
             end = self.clock.now()
             code = str(resp.status)
             latency_ms = (end - req.arrival) * 1000.0
             ok = resp.ok
             fault = worker_fault(resp, call.protocol)
+            outcome = Outcome.SUCCESS if ok else (Outcome.ERROR if fault else Outcome.NEUTRAL)
             self._observe(req, decision, worker, resp.ok, latency_ms)
             if resp.ok and self.drift is not None:
                 self.drift.observe(worker, req.model, req.batch, latency_ms, wait0, end)
             return InferResult(resp, worker, decision, self.policy.name, latency_ms)
         except GatewayError as exc:
             code = str(exc.http_status)
-            kind = "timeout" if isinstance(exc, UpstreamTimeout) else "connect"
+            if isinstance(exc, UpstreamTimeout):
+                kind, outcome = "timeout", Outcome.TIMEOUT
+            elif isinstance(exc, UpstreamConnectError):
+                kind, outcome = "connect", Outcome.CONNECT
+            else:
+                kind, outcome = "reset", Outcome.ERROR
             self.metrics.upstream_errors.labels(worker.id, kind).inc()
-            self.metrics.slo_violations.labels(req.model, str(req.priority), "failed").inc()
             raise
         finally:
             self.inflight -= 1
             seen = seen_ms(latency_ms, ok, fault, decision)
             self.view.finish(worker.id, req, service_ms, seen, self.clock.now())
+            if self.health is not None:
+                self.health.observe(worker.id, outcome)
             self.metrics.requests.labels(
                 req.model, worker.pool, worker.id, self.policy.name, code
             ).inc()
