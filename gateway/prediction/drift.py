@@ -274,6 +274,14 @@ class DriftMonitor:
         self._rings: dict[tuple[str, str, int], ServiceRing] = {}
         self._ring_workers: dict[tuple[str, str], set[str]] = {}
 
+    @classmethod
+    def for_view(
+        cls, view: Any, clock: Clock, metrics: GatewayMetrics | None = None
+    ) -> DriftMonitor | None:
+        """A monitor over ``view.book`` (a :class:`FleetView`); None for views without one."""
+        book = getattr(view, "book", None)
+        return cls(book, clock, metrics, view) if isinstance(book, ProfileBook) else None
+
     def wait_ms(self, worker_id: str, now: float) -> float:
         """Predicted wait (ms) for a slot on ``worker_id`` if sent at ``now`` (0 if unknown).
 

@@ -316,3 +316,13 @@ def test_run_profile_from_live_unreachable(tmp_path: Path) -> None:
         port = s.server_port  # closed on exit: nothing listens there
     assert run_profile_from_live(f"http://127.0.0.1:{port}", tmp_path) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_for_view_needs_a_profile_book() -> None:
+    from gateway.routing.view import FleetView
+
+    view = FleetView([worker("w0")], book())
+    mon = DriftMonitor.for_view(view, ManualClock())
+    assert mon is not None and mon.book is view.book
+    assert mon.wait_ms("w0", 0.0) == 0.0 and mon.wait_ms("gone", 0.0) == 0.0
+    assert DriftMonitor.for_view(object(), ManualClock()) is None
