@@ -12,13 +12,17 @@ with ``W0`` the wait for a free slot the routing view predicted when the request
 loaded 2-core box, see ``workers/profiler.py``), so a profile with p50 under ~4 ms reads
 slow by that much. The drift sample is the log ratio to the profile's median at that batch::
 
-    x = clip(ln(A / p50_am(b)), -CLIP, +CLIP)            CLIP = ln 16
+    x = ln(A / p50_am(b))
 
 **Estimate.** Per (worker, m) the last ``MAX_SAMPLES`` samples are kept (a ring of floats,
 no allocation per sample). The drift ratio is the median over the samples of the last
 ``WINDOW_S`` seconds, or over the latest ``MIN_SAMPLES`` when the window holds fewer::
 
-    r = exp(median(x_i))                (dimensionless; 1.0 = as profiled, 3.0 = 3x slower)
+    r = exp(clip(median(x_i), -CLIP, +CLIP))      CLIP = ln 16
+                                        (dimensionless; 1.0 = as profiled, 3.0 = 3x slower)
+
+The ring holds ``A / p50`` itself (the median commutes with ``ln``), so a sample costs a
+division and two list stores; the logs are taken once per evaluation.
 
 A median rather than an EWMA: a spike moves it only once it covers half the window, whatever
 its height, and a log-normal service has ``E[median ln(A/p50)] = 0``.
@@ -99,7 +103,7 @@ HOLD_S = 3.0
 EVAL_S = 0.25
 """Least interval (s) between two evaluations of one (worker, model) on the request path."""
 CLIP = math.log(16.0)
-"""Largest ``|x|`` one sample may report."""
+"""Largest ``|ln r|`` reported (a ratio within [1/16, 16])."""
 RESERVOIR = 1024
 """Recent service times kept per (arch, model, batch) for ``/synergai/v1/observed``."""
 PROFILE_MIN_SAMPLES = 20
@@ -162,11 +166,13 @@ class DriftDetector:
         self.drifting = False
 
     def add(self, actual_ms: float, reference_ms: float, now: float) -> None:
-        """Fold in one service time ``actual_ms`` against the profile's ``reference_ms``."""
-        x = math.log(max(actual_ms, 1e-3) / reference_ms)
-        clip = self.cfg.clip
+        """Fold in one service time ``actual_ms`` against the profile's ``reference_ms``.
+
+        The ring keeps the plain ratio ``A / p50``: ``ln`` is monotonic, so the median of the
+        logs is the log of the median, and the log and the clip are taken once per evaluation.
+        """
         i = self._i
-        self._xs[i] = clip if x > clip else (-clip if x < -clip else x)
+        self._xs[i] = actual_ms / reference_ms
         self._ts[i] = now
         self._i = i + 1 if i + 1 < len(self._xs) else 0
         self.total += 1
@@ -186,7 +192,10 @@ class DriftDetector:
         start = min(bisect.bisect_left(ts, now - cfg.window_s), max(n - cfg.min_samples, 0))
         window = sorted(xs[start:])
         k = len(window)
-        med = window[k // 2] if k % 2 else 0.5 * (window[k // 2 - 1] + window[k // 2])
+        lo, hi = window[(k - 1) // 2], window[k // 2]
+        mid = math.sqrt(lo * hi) if lo > 0.0 else lo  # geometric: the median of the logs
+        clip = cfg.clip
+        med = min(max(math.log(mid) if mid > 0.0 else -clip, -clip), clip)
         self.ratio = math.exp(med)
         self.used = k
         if k < cfg.min_samples:
@@ -268,6 +277,7 @@ class DriftMonitor:
         self.clock = clock
         self.metrics = metrics
         self.view = view
+        self._state = None if view is None else view.state
         self.cfg = config or DriftConfig()
         self._detectors: dict[tuple[str, str], tuple[DriftDetector, Profile]] = {}
         self._by_worker: dict[str, dict[str, DriftDetector]] = {}
@@ -287,12 +297,14 @@ class DriftMonitor:
 
         Call it just before the view is told of the start (``W0`` of the module docstring).
         """
-        if self.view is None:
+        state = self._state
+        if state is None:
             return 0.0
         try:
-            return float(self.view.state(worker_id).wait_at(now))
+            wait: float = state(worker_id).wait_at(now)
         except KeyError:
             return 0.0
+        return wait
 
     def observe(
         self,

@@ -326,3 +326,15 @@ def test_for_view_needs_a_profile_book() -> None:
     assert mon is not None and mon.book is view.book
     assert mon.wait_ms("w0", 0.0) == 0.0 and mon.wait_ms("gone", 0.0) == 0.0
     assert DriftMonitor.for_view(object(), ManualClock()) is None
+
+
+def test_cli_profile_from_live(fake_gateway: tuple[str, type[_Handler]], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    url, handler = fake_gateway
+    handler.doc = observed_doc()
+    res = CliRunner().invoke(app, ["profile", "--from-live", url, "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert load_profiles(tmp_path).get(ARCH, "m") is not None
