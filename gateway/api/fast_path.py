@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gateway.api.infer_http import check_infer_request, infer_http
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.core.admission import ByteBudget
+from gateway.errors import GatewayError, PayloadTooLarge, Shed
 from gateway.service import InferenceService
 
 __all__ = ["InferFastPath"]
@@ -51,10 +52,18 @@ class _Disconnected(Exception):
 class InferFastPath:
     """ASGI middleware: infer requests handled here, everything else passed to ``app``."""
 
-    def __init__(self, app: ASGIApp, service: InferenceService, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: InferenceService,
+        max_body_bytes: int,
+        max_inflight_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.bytes = ByteBudget(max_inflight_bytes or 1 << 62)
+        """Request-body bytes held by requests in flight (memory bound; 429 beyond)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI call."""
@@ -65,7 +74,7 @@ class InferFastPath:
                 return
         await self.app(scope, receive, send)
 
-    async def _read(self, receive: Receive) -> bytes:
+    async def _read(self, receive: Receive, held: list[int]) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -76,6 +85,10 @@ class InferFastPath:
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body over the {self.max_body_bytes}-byte limit")
+            if not self.bytes.try_acquire(len(chunk)):
+                self.service.metrics.shed.labels("overload_bytes").inc()
+                raise Shed("gateway overloaded: request bytes in flight", why="overload")
+            held[0] += len(chunk)
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -88,11 +101,31 @@ class InferFastPath:
             name = k.decode("latin-1").lower()
             if name in _WANTED:
                 headers[name] = v.decode("latin-1")
+        held = [0]
+        try:
+            await self._handle(scope, receive, send, model, version, headers, held)
+        finally:
+            self.bytes.release(held[0])
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        version: str | None,
+        headers: dict[str, str],
+        held: list[int],
+    ) -> None:
         try:
             check_infer_request(
-                self.service, model, headers.get("content-length"), self.max_body_bytes
+                self.service,
+                model,
+                headers.get("content-length"),
+                self.max_body_bytes,
+                headers.get("content-type"),
             )
-            body = await self._read(receive)
+            body = await self._read(receive, held)
             target = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
             result = await infer_http(self.service, model, version, target, headers, body)
         except _Disconnected:

@@ -10,19 +10,44 @@ from collections.abc import Mapping
 
 from gateway.core.hints import HINT_NAMES
 from gateway.core.kserve import peek_infer_body
-from gateway.errors import ModelNotFound, PayloadTooLarge
+from gateway.errors import ModelNotFound, PayloadTooLarge, UnsupportedMediaType
 from gateway.service import InferCall, InferenceService, InferResult
 from gateway.upstream.base import PASS_REQUEST_HEADERS
 
-__all__ = ["check_infer_request", "infer_http"]
+__all__ = ["ACCEPTED_MEDIA_TYPES", "check_infer_request", "infer_http"]
+
+ACCEPTED_MEDIA_TYPES = frozenset(
+    {
+        "application/json",
+        "application/octet-stream",  # Triton's binary-tensor extension
+        "application/x-www-form-urlencoded",  # curl -d's default: the body is JSON all the same
+        "text/plain",
+    }
+)
+"""``Content-Type`` media types an infer body may declare (none at all is fine too)."""
 
 
 def check_infer_request(
-    service: InferenceService, model: str, content_length: str | None, max_body_bytes: int
+    service: InferenceService,
+    model: str,
+    content_length: str | None,
+    max_body_bytes: int,
+    content_type: str | None = None,
 ) -> None:
-    """Refuse early, before reading the body: unknown model (404), declared size (413)."""
+    """Refuse early, before reading the body.
+
+    Unknown model (404), declared size over the limit (413), a media type that is neither JSON
+    nor a binary-tensor body (415).
+    """
     if not service.serves(model):
         raise ModelNotFound(f"unknown model '{model}'")
+    if content_type:
+        media = content_type.partition(";")[0].strip().lower()
+        if media and media not in ACCEPTED_MEDIA_TYPES:
+            raise UnsupportedMediaType(
+                f"unsupported Content-Type {media[:80]!r}: send application/json or "
+                "application/octet-stream (binary tensors)"
+            )
     declared = int(content_length) if content_length and content_length.isdigit() else 0
     if declared > max_body_bytes:
         raise PayloadTooLarge(f"request body over the {max_body_bytes}-byte limit")

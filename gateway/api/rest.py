@@ -99,7 +99,9 @@ def build_rest_router(service: InferenceService, max_body_bytes: int) -> APIRout
 
     async def _infer(request: Request, model: str, version: str | None) -> Response:
         h = request.headers
-        check_infer_request(service, model, h.get("content-length"), max_body_bytes)
+        check_infer_request(
+            service, model, h.get("content-length"), max_body_bytes, h.get("content-type")
+        )
         body = await request.body()
         if len(body) > max_body_bytes:
             raise PayloadTooLarge(f"request body over the {max_body_bytes}-byte limit")
