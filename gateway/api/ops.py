@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.errors import Forbidden, ModelNotFound, Unauthorized
+from gateway.health import HealthMonitor
 from gateway.observability.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.service import InferenceService
 
@@ -37,9 +38,12 @@ def check_admin(request: Request, token: str | None) -> None:
 
 
 def build_ops_router(
-    service: InferenceService, metrics: GatewayMetrics, admin_token: str | None
+    service: InferenceService,
+    metrics: GatewayMetrics,
+    admin_token: str | None,
+    health: HealthMonitor | None = None,
 ) -> APIRouter:
-    """Ops routes bound to one app."""
+    """Ops routes bound to one app (``health``: readiness and ejection fields per worker)."""
     router = APIRouter()
 
     @router.get("/metrics")
@@ -56,8 +60,11 @@ def build_ops_router(
                 row.setdefault("drained", service.drained(wid))
                 if service.drift is not None:
                     row["drift"] = service.drift.worker_drift(wid, now)
+                if health is not None:
+                    row["health"] = health.row(wid, now)
         return {
             "policy": service.policy.name,
+            "panic_pools": [] if health is None else health.panic_pools(),
             "stale": bool(service.view.stale(now)),
             "gateway_id": service.gateway_id,
             "inflight": service.inflight,
