@@ -24,6 +24,7 @@ from gateway.api.ops import build_ops_router
 from gateway.api.rest import build_rest_router
 from gateway.core.clock import Clock, MonotonicClock
 from gateway.errors import BadRequest, GatewayError
+from gateway.health import HealthMonitor, health_config
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook, load_profiles
 from gateway.routing.registry import make_policy
@@ -32,7 +33,7 @@ from gateway.routing.view import FleetView
 from gateway.service import InferenceService, ServiceConfig
 from gateway.settings import Settings
 from gateway.state.background import state_loops
-from gateway.state.collectors import HealthProber, Periodic
+from gateway.state.collectors import Periodic
 from gateway.state.store import NullStore, StateStore
 from gateway.upstream.base import Upstream, make_http_upstream
 
@@ -95,6 +96,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+def _log_shutdown(metrics: GatewayMetrics, abandoned: int) -> None:
+    """One line at shutdown: requests answered by status code, and any abandoned in flight."""
+    codes: dict[str, int] = {}
+    for fam in metrics.registry.collect():
+        if fam.name == "synergai_requests":
+            for smp in fam.samples:
+                if smp.name.endswith("_total"):
+                    c = smp.labels.get("code", "?")
+                    codes[c] = codes.get(c, 0) + int(smp.value)
+    log.info("shutdown: requests answered by code %s; %d abandoned in flight", codes, abandoned)
+
+
 GrpcStop = Callable[[], Awaitable[None]]
 
 
@@ -130,7 +143,10 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
     deps = deps or AppDeps()
     clock = deps.clock or MonotonicClock()
     profiles = deps.profiles or load_profiles(settings.profiles_dir())
-    view = FleetView(settings.worker_infos(), profiles, stale_after_s=settings.stale_after_s)
+    # eject_s=0: ejection belongs to the health monitor (outlier detection, panic threshold)
+    view = FleetView(
+        settings.worker_infos(), profiles, stale_after_s=settings.stale_after_s, eject_s=0.0
+    )
     policy = deps.policy or make_policy(settings.policy, profiles, seed=settings.seed)
     metrics = GatewayMetrics()
     upstreams: dict[str, Upstream] = dict(deps.upstreams or {})
@@ -153,8 +169,16 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             default_slo_ms=settings.default_slo_ms,
             request_timeout_s=settings.request_timeout_s,
             max_inflight=settings.max_inflight,
+            low_priority_share=settings.low_priority_share,
+            high_priority=settings.high_priority,
+            timeout_slo_factor=settings.timeout_slo_factor,
+            min_timeout_s=settings.min_timeout_s,
+            retry_budget_ratio=settings.retry_budget_ratio,
+            retry_min_per_s=settings.retry_min_per_s,
         ),
     )
+    health = HealthMonitor(service, clock, metrics, health_config(settings))
+    service.health = health
 
     metrics.inflight.set_function(lambda: float(service.inflight))
 
@@ -186,10 +210,10 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             await up.start()
         loops: list[Periodic] = []
         if deps.collectors:
-            prober = HealthProber(service, timeout_s=min(1.0, settings.health_interval_s))
             loops = [
                 *state_loops(service, metrics, clock, settings),  # refresh, scrape, discovery
-                Periodic("health", prober.tick, settings.health_interval_s),
+                Periodic("health", health.probe_all, settings.health_interval_s),
+                Periodic("outliers", health.expire, health.config.expire_interval_s),
             ]
             for loop in loops:
                 loop.start()
@@ -203,6 +227,7 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             for loop in loops:
                 await loop.stop()
             await service.drain()
+            _log_shutdown(metrics, service.inflight)
             for up in service.upstreams.values():
                 await up.close()
             await store.close()
@@ -224,9 +249,10 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
         InferFastPath,  # type: ignore[arg-type]
         service=service,
         max_body_bytes=settings.max_body_bytes,
+        max_inflight_bytes=settings.max_inflight_bytes,
     )
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    app.include_router(build_ops_router(service, metrics, token))
+    app.include_router(build_ops_router(service, metrics, token, health=health))
     from gateway.ui import RegistrySource, ui_router
 
     app.include_router(ui_router(RegistrySource(metrics.registry)))
