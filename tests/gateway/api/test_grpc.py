@@ -256,10 +256,11 @@ async def test_unreachable_worker_is_unavailable(rig: Rig) -> None:
 
 
 async def test_client_deadline_propagates_to_the_worker(rig: Rig) -> None:
-    await rig.stub.ModelInfer(_request(), timeout=2.0)
+    loose = (("x-slo-ms", "1000"),)  # SLO-derived timeout (10 x SLO) above both bounds
+    await rig.stub.ModelInfer(_request(), timeout=2.0, metadata=loose)
     left = rig.triton.deadlines[-1]
     assert left is not None and 1.0 < left <= 2.0
-    await rig.stub.ModelInfer(_request())
+    await rig.stub.ModelInfer(_request(), metadata=loose)
     assert rig.triton.deadlines[-1] is not None and rig.triton.deadlines[-1] <= 5.1  # gateway cap
 
 
