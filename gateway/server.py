@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -28,7 +29,8 @@ from gateway.settings import FormatError, Settings, load_settings
 __all__ = ["InProcessServer", "ServerThread", "app_from_env", "inprocess_config", "run_serve"]
 
 DRAIN_TIMEOUT_S = 10
-"""Seconds uvicorn waits for in-flight requests on SIGTERM."""
+"""Seconds an embedded server waits for in-flight requests on stop (``synergai serve`` uses
+the ``drain_timeout_s`` setting)."""
 
 
 def app_from_env() -> object:
@@ -49,7 +51,7 @@ def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         access_log=False,
         log_level=settings.log_level,
         log_config=None,
-        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         timeout_keep_alive=75,
         backlog=4096,
     )
@@ -96,7 +98,7 @@ def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: in
                 access_log=False,
                 log_level=settings.log_level,
                 log_config=None,
-                timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+                timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
                 backlog=4096,
             )
             return 0
