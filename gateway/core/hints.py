@@ -51,7 +51,9 @@ def _slo(value: Any) -> float:
 def _priority(value: Any) -> int:
     if isinstance(value, bool):
         raise BadRequest("x-priority must be an integer")
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float):
+        if not value.is_integer():  # int(1.5) would silently be 1
+            raise BadRequest(f"x-priority must be an integer, got {value!r}")
         value = int(value)
     try:
         prio = int(value)
