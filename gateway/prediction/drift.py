@@ -44,6 +44,7 @@ an architecture, the last ``RESERVOIR`` values of ``A`` are kept (a ring of 8-by
 most 8 KiB per key; keys are bounded by the profiles since ``b <= max_batch``), served with
 p50/p99 by ``GET /synergai/v1/observed`` (:meth:`DriftMonitor.observed`).
 :func:`run_profile_from_live` turns that document into profile files (DESIGN.md §5).
+Figures, measured delays and limits: ``docs/drift.md``.
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ def test_slowed_worker_drifts_and_live_profile_learns_it(
 
         out = tmp_path / "live"
         assert run_profile_from_live(stack["url"], out) == 0
+        rows = c.get("/synergai/v1/observed").json()["observed"]
         stack["fleet"].set_slowdown("b-0", 1.0)
         cleared = wait_for(lambda: not drift_of(c)["b-0"]["drifting"], 15)
     assert load.errors == 0
@@ -165,6 +166,7 @@ def test_slowed_worker_drifts_and_live_profile_learns_it(
         f"(truth {MS * SLOW:g}), toy-a {pa.p50(1):.2f} ms (truth {MS:g})",
         file=sys.stderr,
     )
+    print(f"observed: {rows}\nsource: {pb.source}", file=sys.stderr)
     assert HOLD_S <= took < 10.0
     assert pb.p50(1) == pytest.approx(MS * SLOW, rel=0.2)
     assert pb.p50(8) == pytest.approx(MS * SLOW, rel=0.2)  # unobserved: scaled profile
