@@ -69,8 +69,11 @@ def _prof(book: ProfileBook, arch: str, model: str) -> Profile:
     return p
 
 
-def random_scenario(seed: int, duration_s: float = 10.0) -> Scenario:
-    """A random, valid scenario with its own in-memory profiles (see the module docstring)."""
+def random_scenario(seed: int, duration_s: float = 10.0, max_requests: int = 40000) -> Scenario:
+    """A random, valid scenario with its own in-memory profiles (see the module docstring).
+
+    The duration is shortened (not below 2 s) so that about ``max_requests`` arrive at most.
+    """
     rng = np.random.default_rng(seed)
     book, archs, models = _profiles(rng)
     pools: list[dict[str, Any]] = []
@@ -127,6 +130,12 @@ def random_scenario(seed: int, duration_s: float = 10.0) -> Scenario:
         if arrival == "diurnal":
             w["period_s"] = duration_s / 2.0
         workload.append(w)
+    total = sum(w["rate_rps"] for w in workload)
+    if total * duration_s > max_requests:
+        duration_s = max(2.0, max_requests / total)
+        for w in workload:
+            if "period_s" in w:
+                w["period_s"] = duration_s / 2.0
     faults: list[dict[str, Any]] = []
     victim = pools[int(rng.integers(len(pools)))]
     if rng.random() < 0.5:
