@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gateway.core.validate import check_inputs
 from gateway.errors import BadRequest
 
 __all__ = ["FULL_PARSE_LIMIT", "BodyFacts", "peek_infer_body"]
@@ -38,19 +39,10 @@ class BodyFacts:
 _EMPTY = BodyFacts()
 
 
-def _facts(doc: Any) -> BodyFacts:
+def _facts(doc: Any, body_bytes: int) -> BodyFacts:
     if not isinstance(doc, dict):
         raise BadRequest("malformed infer request: the JSON body must be an object")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not isinstance(inputs[0], dict):
-        raise BadRequest("malformed infer request: 'inputs' must be a non-empty list of objects")
-    shape = inputs[0].get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise BadRequest(
-            "malformed infer request: inputs[0].shape must be a list of non-negative integers"
-        )
+    shape = check_inputs(doc.get("inputs"), body_bytes)  # gateway.core.validate
     params = doc.get("parameters")
     if params is None:
         params = {}
@@ -94,4 +86,4 @@ def peek_infer_body(
         doc = orjson.loads(part)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed infer request: invalid JSON: {exc}") from None
-    return _facts(doc)
+    return _facts(doc, len(body))

@@ -40,7 +40,11 @@ def test_binary_extension_parses_only_the_header() -> None:
         (b'{"inputs": [{"shape": "x"}]}', None, "shape"),
         (b'{"inputs": [{"shape": [-1]}]}', None, "shape"),
         (b'{"inputs": [{"shape": [true]}]}', None, "shape"),
-        (b'{"inputs": [{"shape": [1]}], "parameters": 3}', None, "parameters"),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}], "parameters": 3}',
+            None,
+            "parameters",
+        ),
         (b"{}", "abc", "must be an integer"),
         (b"{}", "0", "outside"),
         (b"{}", "99", "outside"),
