@@ -132,7 +132,7 @@ def run(seconds: float, concurrencies: list[int], upstreams: list[str]) -> dict[
         try:
             triton = servers[0]
             config = work / "gateway.yaml"
-            worker = {"id": "direct-0", "pool": "p", "arch": "nvidia-a100"}
+            worker: dict[str, Any] = {"id": "direct-0", "pool": "p", "arch": "nvidia-a100"}
             worker |= {"url": triton.http_url, "models": ["zero"]}
             profiles = work / "profiles" / "nvidia-a100"
             profiles.mkdir(parents=True)
