@@ -3,7 +3,7 @@
 Used by ``tests/integration/test_replicas.py`` / ``test_state_failures.py`` and runnable::
 
     python -m loadtest.replicas overhead [--seconds 8] [--concurrency 1 8]
-        one real Triton worker (~0 ms model), one gateway process with the Redis store
+        one real Triton worker (0.5 ms model), one gateway process with the Redis store
         (embedded Valkey on loopback) and one with the in-memory store, interleaved rounds
         in one run: the added latency of the shared state (p50 / p99).
 
@@ -320,7 +320,7 @@ def _overhead(seconds: float, concurrencies: Sequence[int], rounds: int) -> dict
     scen = write_scenario(
         work,
         [{"name": "p", "arch": "a", "workers": 1, "instances": 4, "models": ["m"]}],
-        {("a", "m"): {1: (0.0, 0.0)}},
+        {("a", "m"): {1: (0.5, 0.5)}},
     )
     rows: list[dict[str, Any]] = []
     with Fleet(scen) as fleet, EmbeddedValkey() as vk:
