@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.api.infer_http import check_infer_request, infer_http
+from gateway.api.openapi_infer import INFER_OPENAPI
 from gateway.errors import PayloadTooLarge
 from gateway.service import InferenceService
 from gateway.upstream.base import PASS_REQUEST_HEADERS, UpstreamResponse
@@ -109,11 +110,11 @@ def build_rest_router(service: InferenceService, max_body_bytes: int) -> APIRout
         result = await infer_http(service, model, version, target, h, body)
         return _passthrough(result.response, result.routing_headers())
 
-    @router.post("/v2/models/{model}/infer")
+    @router.post("/v2/models/{model}/infer", openapi_extra=INFER_OPENAPI)
     async def infer(request: Request, model: str) -> Response:
         return await _infer(request, model, None)
 
-    @router.post("/v2/models/{model}/versions/{version}/infer")
+    @router.post("/v2/models/{model}/versions/{version}/infer", openapi_extra=INFER_OPENAPI)
     async def infer_version(request: Request, model: str, version: str) -> Response:
         return await _infer(request, model, version)
 
