@@ -33,6 +33,15 @@ from gateway.routing.types import Request, WorkerInfo
 
 __all__ = ["FleetView", "Truth", "WorkerState"]
 
+Memo = tuple[float, float, float, int, float, float]
+"""What :meth:`FleetView.start_state` remembers of a request for its finish: ``(ln c0, predicted
+wait ms, c0 * p50 ms, slot, predicted end - slot shift s, sent s)``."""
+
+_exp = math.exp
+_isfinite = math.isfinite
+_INF = math.inf
+_NEG_INF = -math.inf
+
 REFRESH_S = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
@@ -69,7 +78,8 @@ class FleetView:
         self._order: list[WorkerState] = []
         self._indexes: dict[str, dict[tuple[str, str], PoolIndex]] = {}
         self._eligible: dict[tuple[str, int], tuple[WorkerState, ...]] = {}
-        self._inflight: dict[int, tuple[float, float, float, int, float, float]] = {}
+        self._index_lists: dict[str, tuple[PoolIndex, ...]] = {}
+        self._inflight: dict[int, Memo] = {}
         self._ejected: list[WorkerState] = []
         self._newest_shared = -math.inf
         self._next_refresh = -math.inf
@@ -99,6 +109,7 @@ class FleetView:
                 idx = by_pool[key] = PoolIndex(info.pool, info.arch, m, p)
             s.slots.append((idx, idx.add(s), m))
         self._eligible.clear()
+        self._index_lists.clear()
         self._settle(s, -math.inf)
 
     def remove_worker(self, worker_id: str) -> None:
@@ -117,6 +128,7 @@ class FleetView:
                 self._indexes.pop(m, None)
         s.slots = []
         self._eligible.clear()
+        self._index_lists.clear()
 
     # queries ---------------------------------------------------------------------------
     def workers(self) -> Sequence[WorkerInfo]:
@@ -163,8 +175,12 @@ class FleetView:
 
     def indexes(self, model: str) -> Sequence[PoolIndex]:
         """The per-pool indexes of ``model`` (empty if no worker serves it)."""
-        by_pool = self._indexes.get(model)
-        return () if by_pool is None else list(by_pool.values())
+        hit = self._index_lists.get(model)
+        if hit is None:
+            by_pool = self._indexes.get(model)
+            hit = () if by_pool is None else tuple(by_pool.values())
+            self._index_lists[model] = hit
+        return hit
 
     def stale(self, now: float) -> bool:
         """Shared figures were seen once but none is fresher than ``stale_after_s``."""
@@ -181,27 +197,41 @@ class FleetView:
         s = self._states.get(worker)
         if s is None:
             return
-        if not math.isfinite(service_ms):
-            service_ms = self.service_ms(s, req.model, req.batch, now)
-            service_ms = 0.0 if math.isnan(service_ms) else service_ms
+        memo = self.start_state(s, req.model, req.batch, service_ms, now)
+        if memo is not None:
+            self._inflight[id(req)] = memo
+
+    def start_state(
+        self, s: WorkerState, model: str, batch: int, service_ms: float, now: float
+    ) -> Memo | None:
+        """:meth:`start` for a runner that holds the worker's state and keeps the memo itself.
+
+        The simulator's fast path: no id lookup, no per-request dictionary entry. Returns what
+        :meth:`finish_state` needs to fold the outcome into the correction (None when the
+        worker has no profile for ``model``).
+        """
+        if not _isfinite(service_ms):
+            service_ms = self.service_ms(s, model, batch, now)
+            service_ms = 0.0 if service_ms != service_ms else service_ms
         free = s.free
         i = free.index(min(free))
         arrive = now + s.rtt_ms / 2000.0
         begin = arrive if arrive > free[i] else free[i]
         end = begin + service_ms / 1000.0
         free[i] = end
-        p = s.profiles.get(req.model)
+        p = s.profiles.get(model)
+        memo = None
         if p is not None:
-            corr = s.corrections[req.model]
-            g0 = corr.log_factor(now)
-            svc = math.exp(g0) * p.p50(req.batch)
+            g0 = s.corrections[model].log_factor(now)
+            svc = _exp(g0) * p.p50(batch)
             wait = (begin - arrive) * 1000.0 + s.others_ms
-            self._inflight[id(req)] = (g0, wait, svc, i, end - s.shift[i], now)
+            memo = (g0, wait, svc, i, end - s.shift[i], now)
         s.local_out += 1
         s.local_work_ms += service_ms
         s.d_out += 1
         s.d_work += service_ms
         self._settle(s, now)
+        return memo
 
     def finish(
         self, worker: str, req: Request, service_ms: float, latency_ms: float | None, now: float
@@ -211,10 +241,27 @@ class FleetView:
         s = self._states.get(worker)
         if s is None:
             return
-        if not math.isfinite(service_ms):
+        self.finish_state(s, req.model, memo, service_ms, latency_ms, now)
+
+    def finish_state(
+        self,
+        s: WorkerState,
+        model: str,
+        memo: Memo | None,
+        service_ms: float,
+        latency_ms: float | None,
+        now: float,
+    ) -> None:
+        """:meth:`finish` with the state and the memo :meth:`start_state` returned."""
+        if not _isfinite(service_ms):
             service_ms = 0.0
-        s.local_out = max(s.local_out - 1, 0)
-        s.local_work_ms = max(s.local_work_ms - service_ms, 0.0) if s.local_out else 0.0
+        out = s.local_out - 1
+        s.local_out = out = out if out > 0 else 0
+        if out:
+            work = s.local_work_ms - service_ms
+            s.local_work_ms = work if work > 0.0 else 0.0
+        else:
+            s.local_work_ms = 0.0
         s.d_out -= 1
         s.d_work -= service_ms
         if latency_ms is None:
@@ -225,7 +272,7 @@ class FleetView:
         else:
             s.fails = 0
             s.observe_latency(latency_ms, now)
-            corr = s.corrections.get(req.model)
+            corr = s.corrections.get(model)
             if memo is not None and corr is not None:
                 g0, wait0, ref, i, p_end, sent = memo
                 true_end = sent + (latency_ms - s.rtt_ms * 0.5) / 1000.0
@@ -241,7 +288,7 @@ class FleetView:
                         s.shift[i] += f - free[i]
                         free[i] = f
                 corr.observe(now, actual, ref, g0)
-                s.cfac[req.model] = math.exp(corr.g)
+                s.cfac[model] = _exp(corr.g)
         self._settle(s, now)
 
     def apply_shared(
@@ -289,7 +336,8 @@ class FleetView:
 
     def _settle(self, s: WorkerState, now: float) -> None:
         """Recompute the load used for routing and re-key the worker in its indexes."""
-        if s.shared_at != -math.inf and now - s.shared_at <= self.stale_after_s:
+        shared_at = s.shared_at
+        if shared_at != _NEG_INF and now - shared_at <= self.stale_after_s:
             out = s.shared_out + s.d_out
             s.out = out if out > s.local_out else float(s.local_out)
             work = s.shared_work + s.d_work
@@ -311,7 +359,7 @@ class FleetView:
                 idx.bases[pos] = base  # type: ignore[attr-defined]
         else:
             for idx, pos, _ in s.slots:
-                idx.keys[pos] = idx.bases[pos] = math.inf  # type: ignore[attr-defined]
+                idx.keys[pos] = idx.bases[pos] = _INF  # type: ignore[attr-defined]
 
     # introspection ---------------------------------------------------------------------
     def rows(self, now: float) -> list[dict[str, Any]]:
