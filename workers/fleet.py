@@ -15,6 +15,7 @@ restarts it (a benchmark calls it when its trace starts).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -492,6 +493,7 @@ def run_workers(scenario: Path, time_scale: float | None) -> int:
     Returns:
         Exit status: 0 after a clean stop, 1 if the fleet could not start.
     """
+    from gateway.discovery.registry import start_registration
     from workers.launcher import TritonStartError
 
     with _sigterm_as_interrupt():
@@ -503,9 +505,12 @@ def run_workers(scenario: Path, time_scale: float | None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
             config = write_gateway_config(workers, fleet.workdir / "gateway-workers.yaml")
+            registrar = start_registration([w.as_config() for w in workers], os.environ)
             for line in _table(workers):
                 print(line)
             print(f"\ngateway config: {config}", flush=True)
+            if registrar is not None:
+                print("registered in the Redis worker registry (heartbeat)", file=sys.stderr)
             print("serving; Ctrl-C or SIGTERM stops every server", file=sys.stderr, flush=True)
             idle = threading.Event()
             while not idle.wait(3600.0):
