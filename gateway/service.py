@@ -37,6 +37,7 @@ from gateway.core.clock import Clock
 from gateway.core.hints import Hints, resolve_hints
 from gateway.core.retry import RetryBudget, retry_reason
 from gateway.core.timeouts import TimeoutPolicy
+from gateway.core.validate import triton_client_error
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -364,6 +365,7 @@ class InferenceService:
         outcome = Outcome.NEUTRAL
         try:
             resp = await upstream.call(worker, call.target, call.body, call.headers, timeout_s)
+            resp = triton_client_error(resp)  # Triton's 500 for unparsable data is a 400
             end = self.clock.now()
             code = str(resp.status)
             latency_ms = (end - req.arrival) * 1000.0

@@ -13,7 +13,8 @@ touching tensor data element by element:
 * a flat ``data`` list (scalars) holds exactly ``prod(shape)`` elements.
 
 Anything deeper (nested ``data`` against ``shape``, values against ``datatype``) is Triton's to
-refuse, and it answers 400 (passed through).
+refuse. It answers 400, passed through, except for data it cannot parse, where Triton 2.51
+answers 500: :func:`triton_client_error` makes that a 400 (and not a worker fault).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import math
 from typing import Any
 
 from gateway.errors import BadRequest
+from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["DATATYPES", "check_inputs"]
+__all__ = ["DATATYPES", "check_inputs", "triton_client_error"]
 
 DATATYPES = frozenset(
     {
@@ -82,3 +84,20 @@ def check_inputs(inputs: Any, body_bytes: int) -> list[int]:
                 f"inputs[{i}] has {len(data)} data elements but shape {shape[:8]} needs {n}"
             )
     return first
+
+
+_TRITON_PARSE_ERRORS = (b"Unable to parse", b"failed to parse", b"Failed to parse")
+"""Starts of Triton 2.51 HTTP error messages about the request's JSON that come with a 500
+(e.g. ``Unable to parse 'data': attempt to access JSON non-number as double`` for string data
+in an FP32 input): the request's fault, not the worker's."""
+
+
+def triton_client_error(resp: UpstreamResponse) -> UpstreamResponse:
+    """``resp`` with a Triton 500 that blames the request's content turned into a 400.
+
+    A worker must not be ejected, nor a client told to retry, for a request that can never
+    succeed; everything else is returned unchanged.
+    """
+    if resp.status != 500 or not any(m in resp.body[:200] for m in _TRITON_PARSE_ERRORS):
+        return resp
+    return UpstreamResponse(False, 400, resp.body, resp.headers)
