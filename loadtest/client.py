@@ -81,6 +81,7 @@ class Outcome:
         code: HTTP status or gRPC status name; ``""`` for a transport error or a timeout.
         worker: the ``x-synergai-worker`` response header, when the gateway sent one.
         target: index of the target (gateway replica) it was sent to.
+        predicted_ms: the gateway's ``x-synergai-predicted-ms`` for it (``nan`` if none).
     """
 
     status: Status
@@ -89,6 +90,7 @@ class Outcome:
     code: str = ""
     worker: str = ""
     target: int = 0
+    predicted_ms: float = math.nan
 
 
 @dataclass
@@ -176,8 +178,8 @@ class _Sender:
     async def close(self) -> None:
         """Close every connection."""
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str]:
-        """Send ``a`` to ``target``; return (status, code, worker)."""
+    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
+        """Send ``a`` to ``target``; return (status, code, worker, predicted ms)."""
         raise NotImplementedError
 
 
@@ -206,7 +208,7 @@ class _HttpSender(_Sender):
             await self._session.close()
             self._session = None
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str]:
+    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
         import aiohttp
 
         url = f"{self._urls[target]}/v2/models/{a.model}/infer"
@@ -216,15 +218,16 @@ class _HttpSender(_Sender):
                 await resp.read()
                 code = resp.status
                 worker = resp.headers.get("x-synergai-worker", "")
+                predicted = _float(resp.headers.get("x-synergai-predicted-ms"))
         except TimeoutError:
-            return "lost", "", ""
+            return "lost", "", "", math.nan
         except (aiohttp.ClientError, OSError):
-            return "error", "", ""
+            return "error", "", "", math.nan
         if code == 200:
-            return "ok", "200", worker
+            return "ok", "200", worker, predicted
         if code == 429:
-            return "shed", "429", worker
-        return "error", str(code), worker
+            return "shed", "429", worker, predicted
+        return "error", str(code), worker, predicted
 
 
 class _GrpcSender(_Sender):
@@ -251,7 +254,7 @@ class _GrpcSender(_Sender):
         self._channels.clear()
         self._stubs.clear()
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str]:
+    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
         import grpc
 
         req = self._payloads.grpc_request(a.model, a.batch)
@@ -267,12 +270,24 @@ class _GrpcSender(_Sender):
             code = exc.code()
             worker = _md_get(exc.trailing_metadata()) or _md_get(exc.initial_metadata())
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                return "shed", code.name, worker
+                return "shed", code.name, worker, math.nan
             if code == grpc.StatusCode.DEADLINE_EXCEEDED and exc.details() == "Deadline Exceeded":
-                return "lost", code.name, worker
-            return "error", code.name, worker
-        worker = _md_get(await call.initial_metadata()) or _md_get(await call.trailing_metadata())
-        return "ok", "OK", worker
+                return "lost", code.name, worker, math.nan
+            return "error", code.name, worker, math.nan
+        initial, trailing = await call.initial_metadata(), await call.trailing_metadata()
+        worker = _md_get(initial) or _md_get(trailing)
+        predicted = _float(
+            _md_get(initial, "x-synergai-predicted-ms")
+            or _md_get(trailing, "x-synergai-predicted-ms")
+        )
+        return "ok", "OK", worker, predicted
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
 
 
 def _md_get(md: Any, key: str = "x-synergai-worker") -> str:
@@ -341,9 +356,9 @@ async def replay(
         sent = clock()
         target = i % n_targets
         try:
-            status, code, worker = await sender.send(a, target)
+            status, code, worker, predicted = await sender.send(a, target)
         except Exception as exc:
-            status, code, worker = "error", type(exc).__name__, ""
+            status, code, worker, predicted = "error", type(exc).__name__, "", math.nan
         end = clock()
         outcomes[i] = Outcome(
             status=status,
@@ -352,6 +367,7 @@ async def replay(
             code=code,
             worker=worker,
             target=target,
+            predicted_ms=predicted,
         )
         done += 1
         if on_progress is not None and (done % step == 0 or done == total):
