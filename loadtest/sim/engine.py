@@ -19,6 +19,7 @@ all count). The router's clock and RNG are injected; the only wall clock here is
 
 from __future__ import annotations
 
+import bisect
 import gc
 import heapq
 import math
@@ -39,7 +40,6 @@ from loadtest.sim.trace import Trace
 __all__ = ["FAILED", "OK", "SHED", "SimConfig", "SimResult", "simulate"]
 
 OK, SHED, FAILED = 0, 1, 2
-_FINISH, _HEALTH = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +69,16 @@ class SimResult:
 
 def _health_events(
     fleet_crashes: list[tuple[str, list[tuple[float, float]]]], probe: float
-) -> list[tuple[float, int, int, str, bool]]:
+) -> list[tuple[float, int, str, bool]]:
     out = []
     seq = -1
     for wid, windows in fleet_crashes:
         for tc, tr in windows:
             seq -= 1
-            out.append((math.floor(tc / probe + 1.0) * probe, seq, _HEALTH, wid, False))
+            out.append((math.floor(tc / probe + 1.0) * probe, seq, wid, False))
             if math.isfinite(tr):
                 seq -= 1
-                out.append((math.ceil(tr / probe) * probe, seq, _HEALTH, wid, True))
+                out.append((math.ceil(tr / probe) * probe, seq, wid, True))
     return out
 
 
@@ -112,65 +112,112 @@ def simulate(
     latency = [math.nan] * n
     chosen = [-1] * n
     timings: list[int] = []
-    by_id = {w.info.id: (i, w) for i, w in enumerate(fleet)}
-    streams = [(w.model, w.slo_ms, w.batch, w.priority, w.category) for w in scenario.workload]
+    streams = list(scenario.workload)
+    # per worker id: (index, worker, its view state, per-stream (mu, sigma) of its true service)
+    by_id = {
+        w.info.id: (
+            k,
+            w,
+            view.state(w.info.id),
+            [w.lognormal.get((x.model, x.batch)) for x in streams],
+        )
+        for k, w in enumerate(fleet)
+    }
+    # one reusable Request per stream: policies read it during ``choose`` and keep nothing
+    reqs = [Request(x.model, x.slo_ms, x.batch, x.priority, x.category) for x in streams]
+    # events: (time, seq, state, model, memo, service_ms, latency_ms) for a finish,
+    # (time, seq, None, worker id, healthy, 0.0, None) for a health verdict; seq breaks ties
     events: list[tuple[Any, ...]] = []
     for h in _health_events([(w.info.id, w.crashes) for w in fleet], cfg.probe_interval_s):
-        heapq.heappush(events, (h[0], h[1], h[2], h[3], h[4], 0.0, None))
+        heapq.heappush(events, (h[0], h[1], None, h[2], h[3], 0.0, None))
     heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
-    finish, set_healthy, start, choose = view.finish, view.set_healthy, view.start, policy.choose
+    finish, set_healthy, start, choose = (
+        view.finish_state,
+        view.set_healthy,
+        view.start_state,
+        policy.choose,
+    )
+    exp, bisect_right = math.exp, bisect.bisect_right
     every = cfg.time_every if clock_ns is not None else 0
+    countdown = 0
     ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
     seq = 0
+    nxt = events[0][0] if events else math.inf
     wall0 = clock_ns() if clock_ns is not None else 0
     gc_was = gc.isenabled()
     gc.disable()  # the loop allocates only acyclic tuples; cyclic GC passes are pure cost
     try:
         for i in range(n):
             t = ts[i]
-            while events and events[0][0] <= t:
-                ev = heappop(events)
-                if ev[2] == _FINISH:
-                    finish(ev[3], ev[4], ev[5], ev[6], ev[0])
-                else:
-                    set_healthy(ev[3], ev[4], ev[0])
-            model, slo, batch, prio, cat = streams[ss[i]]
-            req = Request(model, slo, batch, prio, cat, t)
+            if nxt <= t:
+                while events and events[0][0] <= t:
+                    ev = heappop(events)
+                    if ev[2] is not None:
+                        finish(ev[2], ev[3], ev[4], ev[5], ev[6], ev[0])
+                    else:
+                        set_healthy(ev[3], ev[4], ev[0])
+                nxt = events[0][0] if events else math.inf
+            si = ss[i]
+            req = reqs[si]
+            req.arrival = t
             z = zs[i]
             truth.z = z
-            if every and i % every == 0:
-                t0 = clock_ns()  # type: ignore[misc]
-                d = choose(req, view, t, rng)
-                timings.append(clock_ns() - t0)  # type: ignore[misc]
+            if every:
+                if countdown == 0:
+                    countdown = every
+                    t0 = clock_ns()  # type: ignore[misc]
+                    d = choose(req, view, t, rng)
+                    timings.append(clock_ns() - t0)  # type: ignore[misc]
+                else:
+                    d = choose(req, view, t, rng)
+                countdown -= 1
             else:
                 d = choose(req, view, t, rng)
             wid = d.worker
             if wid is None:
                 status[i] = SHED
                 continue
-            k, w = by_id[wid]
+            k, w, s, lns = by_id[wid]
             chosen[i] = k
             svc = d.service_ms
-            start(wid, req, svc, t)
+            model = req.model
+            memo = start(s, model, req.batch, svc, t)
             seq += 1
-            a = t + w.rtt_s * 0.5
-            tc, _ = w.advance(a)
+            rtt_s = w.rtt_s
+            a = t + rtt_s * 0.5
+            if a >= w.next_tr:
+                w.advance(a)
+            tc = w.next_tc
             if tc <= a:  # down: refused
                 status[i] = FAILED
-                heappush(events, (t + w.rtt_s, seq, _FINISH, wid, req, svc, None))
-                continue
-            slots = w.slots
-            s0 = slots[0]
-            begin = a if a > s0 else s0
-            end = begin + w.service_s(model, batch, z, begin)
-            heapreplace(slots, end)
-            if end > tc:  # killed by the crash at tc
-                status[i] = FAILED
-                heappush(events, (tc + w.rtt_s * 0.5, seq, _FINISH, wid, req, svc, None))
-                continue
-            lat = (end - t) * 1000.0 + w.info.rtt_ms * 0.5
-            latency[i] = lat
-            heappush(events, (t + lat / 1000.0, seq, _FINISH, wid, req, svc, lat))
+                ev_t = t + rtt_s
+            else:
+                slots = w.slots
+                s0 = slots[0]
+                begin = a if a > s0 else s0
+                mu, sigma = lns[si]
+                speed_t = w.speed_t
+                f = (
+                    w.speed_f[bisect_right(speed_t, begin) - 1]
+                    if len(speed_t) > 1
+                    else w.speed_f[0]
+                )
+                end = begin + exp(mu + sigma * z) * f / 1000.0
+                heapreplace(slots, end)
+                if end > tc:  # killed by the crash at tc
+                    status[i] = FAILED
+                    ev_t = tc + rtt_s * 0.5
+                else:
+                    lat = (end - t) * 1000.0 + w.rtt_half_ms
+                    latency[i] = lat
+                    ev = (t + lat / 1000.0, seq, s, model, memo, svc, lat)
+                    heappush(events, ev)
+                    if ev[0] < nxt:
+                        nxt = ev[0]
+                    continue
+            heappush(events, (ev_t, seq, s, model, memo, svc, None))
+            if ev_t < nxt:
+                nxt = ev_t
     finally:
         if gc_was:
             gc.enable()

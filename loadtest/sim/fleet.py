@@ -23,10 +23,16 @@ from gateway.scenario import Scenario
 
 __all__ = ["SimTruth", "SimWorker", "build_fleet"]
 
+_NO_CRASH = (math.inf, math.inf)
+
 
 @dataclass(slots=True)
 class SimWorker:
-    """One simulated Triton server (mutable: its slots move as requests are placed)."""
+    """One simulated Triton server (mutable: its slots move as requests are placed).
+
+    ``next_tc``/``next_tr``: start and end (s) of the current or next crash window (``inf``:
+    none); the engine calls :meth:`advance` only once ``next_tr`` has passed.
+    """
 
     info: WorkerInfo
     rtt_s: float
@@ -37,6 +43,17 @@ class SimWorker:
     crash_i: int = 0
     group: int = 0
     lognormal: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+    next_tc: float = math.inf
+    next_tr: float = math.inf
+    rtt_half_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.rtt_half_ms = self.info.rtt_ms * 0.5
+        self._window()
+
+    def _window(self) -> None:
+        cr = self.crashes
+        self.next_tc, self.next_tr = cr[self.crash_i] if self.crash_i < len(cr) else _NO_CRASH
 
     def speed(self, t: float) -> float:
         """True slowness factor at ``t`` (s)."""
@@ -50,7 +67,8 @@ class SimWorker:
             self.slots = [tr if x > tc else x for x in self.slots]
             heapq.heapify(self.slots)
             self.crash_i += 1
-        return cr[self.crash_i] if self.crash_i < len(cr) else (math.inf, math.inf)
+        self._window()
+        return self.next_tc, self.next_tr
 
     def service_s(self, model: str, batch: int, z: float, start: float) -> float:
         """True service time (s) of a request with quantile ``z`` starting at ``start``."""
