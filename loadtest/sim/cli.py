@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import html as html_mod
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,27 +54,11 @@ def _table(doc: dict[str, Any]) -> Table:
 
 
 def _html(run: ScenarioRun, path: Path) -> None:
-    from loadtest.sim.plot import write_plot
+    """The full report (:mod:`loadtest.report`): tables, summary and timeline plots."""
+    from loadtest.report import write_html_report
+    from loadtest.sim.metrics import timeline
 
-    with tempfile.TemporaryDirectory() as d:
-        png = Path(d) / "plot.png"
-        write_plot(run, png)
-        img = base64.b64encode(png.read_bytes()).decode()
-    rows = "".join(
-        f"<tr><td>{html_mod.escape(n)}</td><td>{p['requests']}</td><td>{p['slo_violations']}</td>"
-        f"<td>{100 * p['violation_rate']:.2f}%</td><td>{p['shed']}</td><td>{p['errors']}</td>"
-        f"<td>{p['p50_ms']}</td><td>{p['p99_ms']}</td></tr>"
-        for n, p in run.document["policies"].items()
-    )
-    path.write_text(
-        "<!doctype html><meta charset=utf-8><title>SynergAI simulation</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}</style>"
-        f"<h1>Scenario {html_mod.escape(run.scenario.name)}</h1>"
-        "<table><tr><th>policy</th><th>requests</th><th>violations</th><th>rate</th>"
-        f"<th>shed</th><th>errors</th><th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>"
-        f"<img alt=plot src='data:image/png;base64,{img}'>"
-        f"<pre>{html_mod.escape(json.dumps(run.document, indent=1))}</pre>"
-    )
+    write_html_report(run.document, path, timeline=timeline(run))
 
 
 def run_simulate(

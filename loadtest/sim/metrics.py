@@ -15,7 +15,7 @@ Definitions (per policy; ``requests`` = arrivals in the trace):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,10 @@ from gateway.scenario import Scenario
 from loadtest.sim.engine import FAILED, OK, SHED, SimResult
 from loadtest.sim.trace import Trace
 
-__all__ = ["summarize", "violation_mask", "violations_over_time"]
+if TYPE_CHECKING:
+    from loadtest.sim.runner import ScenarioRun
+
+__all__ = ["summarize", "timeline", "violation_mask", "violations_over_time"]
 
 
 def _r(x: float, nd: int = 3) -> float | None:
@@ -80,3 +83,38 @@ def violations_over_time(
     total, _ = np.histogram(trace.t, edges)
     bad, _ = np.histogram(trace.t[viol], edges)
     return edges[:-1], np.divide(bad, np.maximum(total, 1)).astype(np.float64)
+
+
+def timeline(run: ScenarioRun, bin_s: float = 1.0, max_latencies: int = 20_000) -> dict[str, Any]:
+    """The ``timeline`` input of :func:`loadtest.report.write_html_report` for a simulation.
+
+    Per policy, per ``bin_s`` bin of arrival time: ``requests`` (arrivals), ``violations``
+    (late, shed or failed, by arrival time) and ``pool_load`` (requests sent to each pool);
+    ``latencies_ms``: client latency of the answered requests, at most ``max_latencies`` of
+    them taken evenly over the run (deterministic).
+    """
+    sc, trace = run.scenario, run.trace
+    nbins = max(1, math.ceil(trace.duration_s / bin_s - 1e-9))
+    edges = np.arange(nbins + 1, dtype=np.float64) * bin_s
+    b = np.clip(np.searchsorted(edges, trace.t, side="right") - 1, 0, nbins - 1)
+    pool_of = np.asarray([pi for pi, p in enumerate(sc.pools) for _ in p.worker_ids()], np.int64)
+    pools = [p.name for p in sc.pools]
+    requests = np.bincount(b, minlength=nbins)
+    out: dict[str, Any] = {}
+    for name, res in run.results.items():
+        viol = violation_mask(sc, trace, res)
+        sent = res.worker >= 0
+        pool = pool_of[res.worker[sent]]
+        load = np.bincount(pool * nbins + b[sent], minlength=len(pools) * nbins)
+        lat = res.latency_ms[res.status == OK]
+        if lat.size > max_latencies:
+            lat = lat[np.linspace(0, lat.size - 1, max_latencies).astype(np.int64)]
+        out[name] = {
+            "requests": requests.tolist(),
+            "violations": np.bincount(b[viol], minlength=nbins).tolist(),
+            "latencies_ms": np.round(lat, 3).tolist(),
+            "pool_load": {
+                p: load[i * nbins : (i + 1) * nbins].tolist() for i, p in enumerate(pools)
+            },
+        }
+    return {"bin_s": bin_s, "policies": out}
