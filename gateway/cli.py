@@ -127,6 +127,9 @@ def bench(
     ] = None,
     protocol: Annotated[str, typer.Option(help="http or grpc.")] = "http",
     gateways: Annotated[int, typer.Option(help="Gateway replicas sharing Redis.")] = 1,
+    time_scale: Annotated[
+        float | None, typer.Option(help="Override the scenario's time_scale (slower clock).")
+    ] = None,
     compare_sim: Annotated[
         bool, typer.Option("--compare-sim", help="Also simulate; print both side by side.")
     ] = False,
@@ -148,11 +151,32 @@ def bench(
 def bench_overhead(
     json_out: JsonOpt = False,
     duration: Annotated[float, typer.Option(help="Seconds per concurrency level.")] = 5.0,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
 ) -> None:
-    """Direct-to-Triton vs through the gateway (vs nginx least_conn when installed)."""
+    """Direct-to-Triton vs through the gateway (vs nginx least_conn when installed).
+
+    Closed-loop load at concurrency 1, 8, 32 and 128 against one Triton worker, over HTTP and
+    gRPC: throughput, p50, p99 and the gateway's CPU time per request.
+    """
     from loadtest.overhead import run_overhead
 
-    raise typer.Exit(run_overhead(json_out, duration))
+    raise typer.Exit(run_overhead(json_out, duration, plot=plot))
+
+
+@app.command(
+    "loadtest",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def loadtest_cmd(ctx: typer.Context) -> None:
+    """Short headless locust run against a local demo stack (extra args go to locust's runner).
+
+    Starts Valkey, the demo fleet and the gateway, runs locust (REST and gRPC users, the
+    scenario's model mix and SLO hints) for a bounded time, writes CSV. See
+    `python -m loadtest.run_locust --help` for its options.
+    """
+    from loadtest.run_locust import main as locust_main
+
+    raise typer.Exit(locust_main(list(ctx.args)))
 
 
 @app.command()
