@@ -223,7 +223,10 @@ def test_unknown_model_or_version(stack: dict[str, Any], path: str, status: int 
     assert isinstance(orjson.loads(r.content).get("error"), str)
 
 
-def test_ops_changes_need_the_token(stack: dict[str, Any]) -> None:
+def test_ops_changes_need_the_token(
+    stack: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     url = f"{stack['url']}/synergai/v1/workers/p-0/drain"
     assert requests.post(url, timeout=5).status_code == 401
     bad = {"Authorization": "Bearer " + TOKEN[:-1] + "x"}
@@ -232,3 +235,4 @@ def test_ops_changes_need_the_token(stack: dict[str, Any]) -> None:
     assert requests.post(url, headers=good, timeout=5).json() == {"worker": "p-0", "drained": True}
     undrain = url.replace("/drain", "/undrain")
     assert requests.post(undrain, headers=good, timeout=5).status_code == 200
+    assert TOKEN not in caplog.text and TOKEN[:12] not in caplog.text  # no secrets in logs
