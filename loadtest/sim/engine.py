@@ -13,7 +13,17 @@ once to the simulator, but reaches the router only when it happens:
   first probe after the crash and healthy at the first probe after its restart.
 
 A request is a violation unless answered successfully within its SLO (late, shed and failed
-all count). The router's clock and RNG are injected; the only wall clock here is the optional
+all count).
+
+Hot path (DESIGN.md §10): the loop calls the very policy object the gateway runs; around it,
+per request, only a few list and attribute reads: one reusable :class:`Request` per workload
+stream, the view's :meth:`~gateway.routing.view.FleetView.start_state` /
+:meth:`~gateway.routing.view.FleetView.finish_state` with the memo carried in the event tuple
+``(time, seq, state, model, memo, service_ms, latency_ms)`` (no per-request dictionary), the
+crash window cached on the worker, and the next event time cached so the heap is touched only
+when something is due. ``docs/benchmarks.md`` (Simulator performance) has the figures.
+
+The router's clock and RNG are injected; the only wall clock here is the optional
 ``clock_ns`` used to time sampled decisions of the real policy code.
 """
 
