@@ -69,10 +69,29 @@ def _prof(book: ProfileBook, arch: str, model: str) -> Profile:
     return p
 
 
-def random_scenario(seed: int, duration_s: float = 10.0, max_requests: int = 40000) -> Scenario:
+def random_scenario(
+    seed: int,
+    duration_s: float = 10.0,
+    max_requests: int = 40000,
+    *,
+    util: float | None = None,
+    slo_range: tuple[float, float] = (1.3, 4.0),
+    faults: str | None = None,
+) -> Scenario:
     """A random, valid scenario with its own in-memory profiles (see the module docstring).
 
     The duration is shortened (not below 2 s) so that about ``max_requests`` arrive at most.
+
+    Args:
+        seed: seeds every draw.
+        duration_s: wanted duration (s) before the ``max_requests`` cap.
+        max_requests: cap on the expected number of arrivals.
+        util: load level (fraction of the fair-share capacity); None draws 0.3-0.9.
+        slo_range: SLO as a multiple of the best idle tail, drawn uniformly in this range.
+        faults: None draws as described in the module docstring; otherwise one of ``none``,
+            ``pool_slowdown`` (whole pool, 40 % of the run), ``short_slowdown`` (whole pool,
+            10 % of the run), ``worker_slowdown`` (one worker), ``drift`` (the pool's speed
+            steps up for good at 40 %), ``crash`` (one worker, 20 % of the run).
     """
     rng = np.random.default_rng(seed)
     book, archs, models = _profiles(rng)
@@ -97,13 +116,14 @@ def random_scenario(seed: int, duration_s: float = 10.0, max_requests: int = 400
     slo = {}
     for m in live:
         tails = [p["rtt_ms"] + _prof(book, p["arch"], m).p99(1) for p in served_by[m]]
-        slo[m] = round(min(tails) * float(rng.uniform(1.3, 4.0)), 3)
+        slo[m] = round(min(tails) * float(rng.uniform(*slo_range)), 3)
     fit = {
         m: [p for p in served_by[m] if p["rtt_ms"] + _prof(book, p["arch"], m).p99(1) <= slo[m]]
         for m in live
     }
     sharing = {p["name"]: sum(p in fit[m] for m in live) for p in pools}
-    util = float(rng.uniform(0.3, 0.9))
+    drawn_util = float(rng.uniform(0.3, 0.9))
+    util = drawn_util if util is None else util
     workload = []
     for m in live:
         # a fair share of every pool where the model fits when idle, at utilisation `util`
@@ -136,35 +156,55 @@ def random_scenario(seed: int, duration_s: float = 10.0, max_requests: int = 400
         for w in workload:
             if "period_s" in w:
                 w["period_s"] = duration_s / 2.0
-    faults: list[dict[str, Any]] = []
+    fault_list: list[dict[str, Any]] = []
     victim = pools[int(rng.integers(len(pools)))]
-    if rng.random() < 0.5:
-        faults.append(
-            {
-                "at_s": duration_s * 0.3,
+    slow_draw = float(rng.random())  # draw order kept: seeds reproduce older tables
+    needs_factor = slow_draw < 0.5 if faults is None else faults not in ("none", "crash")
+    slow_factor = float(rng.uniform(1.5, 4.0)) if needs_factor else 1.0
+    crash_draw = float(rng.random())
+    if faults is None:
+        kinds = (["pool_slowdown"] if slow_draw < 0.5 else []) + (
+            ["crash"] if crash_draw < 0.33 else []
+        )
+    else:
+        kinds = [] if faults == "none" else [faults]
+    d = duration_s
+    for kind in kinds:
+        if kind in ("pool_slowdown", "short_slowdown", "worker_slowdown"):
+            f: dict[str, Any] = {
+                "at_s": d * 0.3,
                 "pool": victim["name"],
                 "kind": "slowdown",
-                "factor": float(rng.uniform(1.5, 4.0)),
-                "for_s": duration_s * 0.4,
+                "factor": slow_factor,
+                "for_s": d * (0.1 if kind == "short_slowdown" else 0.4),
             }
-        )
-    if rng.random() < 0.33:
-        faults.append(
-            {
-                "at_s": duration_s * 0.5,
-                "pool": victim["name"],
-                "worker": 0,
-                "kind": "crash",
-                "for_s": duration_s * 0.2,
-            }
-        )
+            if kind == "worker_slowdown":
+                f["worker"] = 0
+            fault_list.append(f)
+        elif kind == "crash":
+            fault_list.append(
+                {
+                    "at_s": d * 0.5,
+                    "pool": victim["name"],
+                    "worker": 0,
+                    "kind": "crash",
+                    "for_s": d * 0.2,
+                }
+            )
+        elif kind == "drift":
+            victim["speed"] = [
+                {"at_s": 0.0, "factor": 1.0},
+                {"at_s": d * 0.4, "factor": slow_factor},
+            ]
+        else:
+            raise ValueError(f"unknown fault kind {kind!r}")
     raw = {
         "name": f"random-{seed}",
         "duration_s": duration_s,
         "seed": seed,
         "pools": pools,
         "workload": workload,
-        "faults": faults,
+        "faults": fault_list,
     }
     return Scenario.model_validate(raw).with_profiles(book)
 

@@ -19,13 +19,17 @@ from collections.abc import Mapping, Sequence
 
 from gateway.routing.framework import Estimate
 
-__all__ = ["BUDGET_FRACTION", "protects_tighter"]
+__all__ = ["BUDGET_FRACTION", "harms_tighter", "protects_tighter"]
 
 BUDGET_FRACTION = 0.5
 
 
 def protects_tighter(
-    ests: Sequence[Estimate], slo_ms: float, tight: Mapping[str, float], now: float
+    ests: Sequence[Estimate],
+    slo_ms: float,
+    tight: Mapping[str, float],
+    now: float,
+    fraction: float = BUDGET_FRACTION,
 ) -> list[Estimate]:
     """The estimates that leave every tighter class's budget intact on their worker."""
     out = []
@@ -38,9 +42,34 @@ def protects_tighter(
             if t is None or t >= slo_ms:
                 continue
             slack = t - s.rtt_ms - s.cfac[m] * idx.p99_1  # type: ignore[attr-defined]
-            if slack > 0.0 and after > BUDGET_FRACTION * slack:
+            if slack > 0.0 and after > fraction * slack:
                 ok = False
                 break
         if ok:
             out.append(e)
     return out
+
+
+def harms_tighter(
+    e: Estimate, slo_ms: float, tight: Mapping[str, float], rates: Mapping[str, float]
+) -> float:
+    """Expected tighter requests made late by queueing this request on ``e``'s worker.
+
+    For each tighter class ``m'`` served by the worker, the wait after this request exceeds
+    the class's whole idle slack by ``x = W + c * mean / k - slack`` (ms); while it does, every
+    ``m'`` request routed there is late. The worker is its pool's best, where the next ``m'``
+    request goes, so the expected count is ``rate_m' * x / 1000`` (``rate`` in req/s); the
+    largest over the tighter classes is returned (requests, dimensionless).
+    """
+    s = e.state
+    after = e.predicted_ms - s.rtt_ms - e.service_ms + e.cost_ms
+    worst = 0.0
+    for idx, _, m in s.slots:
+        t = tight.get(m)
+        if t is None or t >= slo_ms:
+            continue
+        slack = t - s.rtt_ms - s.cfac[m] * idx.p99_1  # type: ignore[attr-defined]
+        if slack > 0.0 and after > slack:
+            h = rates.get(m, 0.0) * (after - slack) / 1000.0
+            worst = h if h > worst else worst
+    return worst

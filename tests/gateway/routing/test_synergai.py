@@ -28,8 +28,8 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
     [
         # idle fleet: a tight request goes to the close edge (11 ms) not the far cloud (22 ms)
         (Request("m", 15.0, category="latency"), {}, "e", "fit"),
-        # loose throughput work takes the far cloud (best fit), keeping the edge free
-        (Request("m", 100.0, category="frequency"), {}, "c0", "fit"),
+        # loose throughput work: no tighter class to protect, the earliest fit (edge) wins
+        (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
         # same, priority 0 and hopeless even on average -> shed
@@ -77,6 +77,53 @@ def test_protection_keeps_the_edge_for_tight_traffic(view: FleetView, rng: rando
     # a looser latency request would be fastest on the edge, but would eat tiny's budget
     d = pol.choose(Request("m", 60.0, category="latency"), view, 0.0, rng)
     assert d.worker == "c0"
+
+
+def _tiny_stream(pol: SynergAI, view: FleetView, rng: random.Random, n: int) -> None:
+    for i in range(n):  # tiny (3 ms SLO, edge only) arrives n times over 0.1 s
+        pol.choose(Request("tiny", 3.0), view, i * 0.1 / n, rng)
+
+
+@pytest.mark.parametrize(
+    ("tiny_requests", "priority", "expected", "reason"),
+    [
+        # frequent tight traffic: m's only fit (the edge) would make many tiny requests late,
+        # so m yields: to the cloud (late itself) at priority 1, shed at priority 0
+        (100, 1, "c0", "yield"),
+        (100, 0, None, "shed_yield"),
+        # one tiny request seen: blocking m for it would cost more than it saves
+        (1, 1, "e", "fit_tight"),
+    ],
+)
+def test_yield_weighs_tight_traffic_by_rate(
+    view: FleetView,
+    rng: random.Random,
+    tiny_requests: int,
+    priority: int,
+    expected: str | None,
+    reason: str,
+) -> None:
+    pol = SynergAI(explore=0.0)
+    _tiny_stream(pol, view, rng, tiny_requests)
+    for w in ("e0", "e1"):  # 5 ms of queue on each edge worker
+        view.start(w, Request("m", 1e6), 5.0, 0.1)
+    d = pol.choose(Request("m", 19.0, priority=priority), view, 0.1, rng)
+    assert d.reason == reason
+    if expected is None or expected.startswith("c"):
+        assert d.worker == expected
+    else:
+        assert d.worker is not None and d.worker.startswith(expected)
+
+
+def test_light_load_exact_profiles_is_earliest_completion(
+    view: FleetView, rng: random.Random
+) -> None:
+    # no tighter class (fresh policy), no exploration: any category, any SLO that fits goes
+    # where it completes first
+    for cat in ("latency", "frequency"):
+        for slo in (15.0, 40.0, 200.0):
+            d = SynergAI(explore=0.0).choose(Request("m", slo, category=cat), view, 0.0, rng)
+            assert d.worker is not None and d.worker.startswith("e")
 
 
 def test_oracle_needs_truth(view: FleetView, rng: random.Random) -> None:
