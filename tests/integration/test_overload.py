@@ -1,10 +1,12 @@
 """A load beyond capacity: high priority stays within its SLO, low priority is shed.
 
 A real ``synergai serve`` process (policy ``synergai``) in front of one real Triton server with
-two instances of a 20 ms model (capacity about 100 requests/s), gateway ``max_inflight`` 8
+two instances of a 40 ms model (capacity about 50 requests/s), gateway ``max_inflight`` 8
 (``low_priority_share`` 0.5: priority 0 may hold 4 of the 8 slots). An open-loop load offers
-~2.3x the capacity for 3 s: 30 requests/s of priority 1 and 200 requests/s of priority 0, all
-with a 250 ms SLO. What must hold:
+~2.3x the capacity for 4 s: 15 requests/s of priority 1 and 100 requests/s of priority 0, all
+with a 500 ms SLO (the gateway's bound alone keeps a priority-1 request's wait under
+7 x 40 / 2 = 140 ms; the rest is margin for a loaded CI machine). Rates are kept low so the
+load generator itself is not what runs late. What must hold:
 
 * no 5xx, and every refusal is a 429 with ``Retry-After`` and a KServe error body;
 * priority 1: (nearly) every request admitted, and the p99 latency of the admitted ones within
@@ -33,8 +35,8 @@ from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
 
-MS = 20.0
-SLO_MS = 250.0
+MS = 40.0
+SLO_MS = 500.0
 BODY = orjson.dumps(
     {"inputs": [{"name": "INPUT0", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
 )
@@ -117,7 +119,7 @@ def test_overload_sheds_low_priority_and_keeps_high_priority_in_slo(
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
             time.sleep(0.1)
-        out = asyncio.run(_open_loop(f"{base}/v2/models/m1/infer", 3.0, {1: 30.0, 0: 200.0}))
+        out = asyncio.run(_open_loop(f"{base}/v2/models/m1/infer", 4.0, {1: 15.0, 0: 100.0}))
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -132,6 +134,6 @@ def test_overload_sheds_low_priority_and_keeps_high_priority_in_slo(
         f"p0 ok p50 {np.median([o[2] for o in lo if o[1] == 200] or [0]):.1f} ms)"
     )
     assert all(clean for *_, clean in out), [o for o in out if not o[3]][:5]
-    assert len(hi_ok) >= 0.95 * len(hi)
+    assert len(hi_ok) >= 0.9 * len(hi)
     assert p99 <= SLO_MS
     assert len(lo_shed) >= 0.3 * len(lo)
