@@ -4,12 +4,14 @@ The gateway never decodes tensors: a front door hands the request body over as b
 body, or a serialized ``ModelInferRequest`` for gRPC), an :class:`Upstream` forwards them to
 the chosen worker over a pooled connection, and the response bytes come back unchanged.
 
-Implementations: ``aiohttp_upstream.AiohttpUpstream`` (the default for REST; see
-docs/architecture.md for why, with figures), ``httpx_upstream.HttpxUpstream`` (the first
-version, kept for comparison); a gRPC front door adds a ``grpc.aio`` one with ``target`` the
-method name. Errors: :class:`~gateway.errors.UpstreamTimeout` when the worker does not answer
-in time, :class:`~gateway.errors.UpstreamError` when the connection fails. A worker's own error
-answer (4xx/5xx) is *not* an exception: it comes back with ``ok=False`` and passes through.
+Implementations: ``http1.Http1Upstream`` (the default for REST: a minimal keep-alive
+HTTP/1.1 client; its docstring says why, with the profile), ``aiohttp_upstream.AiohttpUpstream``
+(the previous default) and ``httpx_upstream.HttpxUpstream`` (the first version), kept for
+comparison; the gRPC front door adds a ``grpc.aio`` one with ``target`` the method name.
+
+Errors: :class:`~gateway.errors.UpstreamTimeout` when the worker does not answer in time,
+:class:`~gateway.errors.UpstreamError` when the connection fails. A worker's own error answer
+(4xx/5xx) is *not* an exception: it comes back with ``ok=False`` and passes through.
 """
 
 from __future__ import annotations
@@ -87,7 +89,14 @@ class Upstream(Protocol):
 def make_http_upstream(
     kind: str, *, connect_timeout_s: float, max_connections_per_worker: int
 ) -> Upstream:
-    """The REST upstream named in settings (``aiohttp`` or ``httpx``)."""
+    """The REST upstream named in settings (``http1``, ``aiohttp`` or ``httpx``)."""
+    if kind == "http1":
+        from gateway.upstream.http1 import Http1Upstream
+
+        return Http1Upstream(
+            connect_timeout_s=connect_timeout_s,
+            max_connections_per_worker=max_connections_per_worker,
+        )
     if kind == "httpx":
         from gateway.upstream.httpx_upstream import HttpxUpstream
 
