@@ -115,7 +115,7 @@ class _Fields(BaseModel):
     scrape_interval_s: PositiveFloat | None = 1.0  # Triton /metrics reconciliation; None: off
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
 
-    upstream: Literal["aiohttp", "httpx"] = "aiohttp"
+    upstream: Literal["http1", "aiohttp", "httpx"] = "http1"
     connect_timeout_s: PositiveFloat = 1.0
     request_timeout_s: PositiveFloat = 30.0
     max_connections_per_worker: PositiveInt = 256
