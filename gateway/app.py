@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api.fast_path import InferFastPath
+from gateway.api.fast_path import FastPathApp, InferFastPath
 from gateway.api.ops import build_ops_router
 from gateway.api.rest import build_rest_router
 from gateway.core.clock import Clock, MonotonicClock
@@ -235,7 +235,7 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 
-    app = FastAPI(
+    app = FastPathApp(
         title="SynergAI Gateway",
         summary="KServe v2 gateway for fleets of NVIDIA Triton servers",
         lifespan=lifespan,
@@ -245,8 +245,8 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(build_rest_router(service, settings.max_body_bytes))
-    app.add_middleware(
-        InferFastPath,  # type: ignore[arg-type]
+    app.fast_path = InferFastPath(  # infer runs ahead of FastAPI's middleware (see its doc)
+        app,
         service=service,
         max_body_bytes=settings.max_body_bytes,
         max_inflight_bytes=settings.max_inflight_bytes,

@@ -2,10 +2,18 @@
 
 Why: profiled with py-spy on the CI VM at concurrency 1, FastAPI's routing, dependency solving
 and request/response objects took ~30% of the gateway's CPU per infer request (about 260 of
-885 samples), more than the upstream client. Infer is the only hot route, so this middleware
-recognises it by one regular expression and runs the shared handler
-(:mod:`gateway.api.infer_http`) directly on the ASGI messages; every other request goes on to
-the FastAPI app. Errors become the same ``{"error": ...}`` answers as elsewhere.
+885 samples), more than the upstream client. Infer is the only hot route, so it is recognised
+by one regular expression and the shared handler (:mod:`gateway.api.infer_http`) runs directly
+on the ASGI messages; every other request goes on to the FastAPI app. Errors become the same
+``{"error": ...}`` answers as elsewhere.
+
+:class:`FastPathApp` (the app ``create_app`` returns) dispatches infer *before* FastAPI's own
+``__call__``: as a user middleware (:class:`InferFastPath`, still usable that way) it ran inside
+FastAPI's per-request telemetry check (``NativeTelemetry.enabled`` looks up the OpenTelemetry
+providers on every request: 4% of the gateway's samples), ``ServerErrorMiddleware``,
+``ExceptionTelemetryMiddleware`` and ``AppBodyLimitMiddleware``, ~9% of the gateway's samples
+in all (py-spy at concurrency 32, ``SYNERGAI_OVERHEAD_PROFILE=/tmp/p synergai bench
+overhead``). The fast path handles its own errors, so it needs none of them.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import FastAPI
+
 from gateway.api.infer_http import check_infer_request, infer_http
 from gateway.core.admission import ByteBudget
 from gateway.errors import GatewayError, PayloadTooLarge, Shed
 from gateway.service import InferenceService
 
-__all__ = ["InferFastPath"]
+__all__ = ["FastPathApp", "InferFastPath"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +80,7 @@ class InferFastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             m = _INFER.fullmatch(scope["path"])
             if m is not None:
-                await self._infer(scope, receive, send, m.group(1), m.group(2))
+                await self.infer(scope, receive, send, m.group(1), m.group(2))
                 return
         await self.app(scope, receive, send)
 
@@ -93,9 +103,10 @@ class InferFastPath:
             if not msg.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _infer(
+    async def infer(
         self, scope: Scope, receive: Receive, send: Send, model: str, version: str | None
     ) -> None:
+        """Answer one infer request (``model``, ``version`` from its path)."""
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             name = k.decode("latin-1").lower()
@@ -142,6 +153,26 @@ class InferFastPath:
         out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
         out += [(k.encode(), v.encode("latin-1")) for k, v in result.routing_headers().items()]
         await _respond(send, resp.status, out, resp.body)
+
+
+class FastPathApp(FastAPI):
+    """The gateway's FastAPI app with infer dispatched ahead of FastAPI's middleware stack.
+
+    ``fast_path`` is set by ``create_app``; ``None`` sends infer through the FastAPI routes
+    too (tests compare both).
+    """
+
+    fast_path: InferFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Infer to :attr:`fast_path`; anything else to FastAPI."""
+        fp = self.fast_path
+        if fp is not None and scope["type"] == "http" and scope["method"] == "POST":
+            m = _INFER.fullmatch(scope["path"])
+            if m is not None:
+                await fp.infer(scope, receive, send, m.group(1), m.group(2))
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def _respond(

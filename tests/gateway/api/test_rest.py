@@ -238,7 +238,7 @@ def test_fastapi_routes_behave_like_the_fast_path(settings: Settings, book: Prof
     d = AppDeps(clock=clock, store=MemoryStore(clock), profiles=book, collectors=False,
                 upstreams={"http": up})  # fmt: skip
     app = create_app(settings, d)
-    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != "InferFastPath"]
+    app.fast_path = None
     with TestClient(app, raise_server_exceptions=False) as client:
         r = client.post("/v2/models/m1/infer", content=BODY, headers={"x-slo-ms": "30"})
         assert r.status_code == 200 and r.content == BODY and "x-synergai-worker" in r.headers
