@@ -20,6 +20,9 @@ PEAK_EWMA_TAU_S = 10.0
 DEFAULT_RTT_MS = 30.0
 """Peak-EWMA estimate (ms) of a worker never observed yet (tower's ``default_rtt`` role)."""
 
+_exp = math.exp
+_NEG_INF = -math.inf
+
 
 class WorkerState:
     """What the view knows of one worker right now.
@@ -132,9 +135,10 @@ class WorkerState:
 
     def observe_latency(self, latency_ms: float, now: float) -> None:
         """Peak-EWMA update (tower): a peak is taken at once, a drop decays in with ``tau``."""
-        if latency_ms >= self.ewma_ms or self.ewma_t == -math.inf:
+        if latency_ms >= self.ewma_ms or self.ewma_t == _NEG_INF:
             self.ewma_ms = latency_ms
         else:
-            w = math.exp(-max(now - self.ewma_t, 0.0) / PEAK_EWMA_TAU_S)
+            dt = now - self.ewma_t
+            w = _exp(-(dt if dt > 0.0 else 0.0) / PEAK_EWMA_TAU_S)
             self.ewma_ms = self.ewma_ms * w + latency_ms * (1.0 - w)
         self.ewma_t = now

@@ -214,7 +214,7 @@ class FleetView:
             service_ms = self.service_ms(s, model, batch, now)
             service_ms = 0.0 if service_ms != service_ms else service_ms
         free = s.free
-        i = free.index(min(free))
+        i = 0 if len(free) == 1 else free.index(min(free))
         arrive = now + s.rtt_ms / 2000.0
         begin = arrive if arrive > free[i] else free[i]
         end = begin + service_ms / 1000.0
@@ -348,7 +348,8 @@ class FleetView:
             s.out = float(s.local_out)
             s.work_ms = s.local_work_ms
             s.others_ms = 0.0
-        wait = (min(s.free) - now) * 1000.0 - s.rtt_ms * 0.5
+        free = s.free
+        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - s.rtt_ms * 0.5
         wait = (wait if wait > 0.0 else 0.0) + s.others_ms
         s.wait = wait
         if s.probe_healthy and s.ejected_until <= now:
