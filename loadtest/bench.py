@@ -235,9 +235,6 @@ def run_live(
             fleet = stack.fleet
             if fleet.injector is not None:  # faults start with each trace (on_start), not now
                 fleet.injector.stop()
-            for w in fleet.workers:  # first execution per stub is ~50 ms slower
-                with contextlib.suppress(Exception):
-                    fleet.server(w.id).warm_up(1)
             pools = {w.id: w.pool for w in fleet.workers}
             say(
                 f"{len(fleet.workers)} workers ready; {len(trace)} requests over {duration:.1f} s"

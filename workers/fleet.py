@@ -345,6 +345,7 @@ class Fleet:
             if routes:
                 self._proxy = DelayProxy(routes, self.workdir / "netem.log")
                 self._proxy.start()
+            self._warm_up()
         except BaseException:
             self.stop()
             raise
@@ -352,6 +353,23 @@ class Fleet:
         self._say(f"fleet ready in {self.started_s:.1f} s")
         self.reset_clock()
         return self.workers
+
+    def _warm_up(self) -> None:
+        """One more request per model instance of every server, through its public URL.
+
+        ``start_servers`` has warmed every stub directly; this pass goes through the delay
+        relay where there is one (its connections and its event loop) and runs after every
+        server is up, so the first requests of a user (a benchmark's first policy) do not pay
+        a stub's or the relay's first-use cost (2-60 ms, measured).
+        """
+        threads = []
+        for m in self._members.values():
+            port = m.routes[0].listen_port if m.routes else None
+            th = threading.Thread(target=m.server.warm_up, args=(1, port), daemon=True)
+            th.start()
+            threads.append(th)
+        for th in threads:
+            th.join(timeout=self._timeout)
 
     def reset_clock(self, origin_epoch: float | None = None) -> None:
         """Restart the fleet clock (speed schedules and faults) at ``origin_epoch`` (now)."""

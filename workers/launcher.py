@@ -33,7 +33,13 @@ from typing import IO
 import psutil
 
 from workers import reaper
-from workers.repository import SLOT_RESOURCE, ServerSpec, write_repository
+from workers.repository import (
+    SLOT_RESOURCE,
+    ServerSpec,
+    reset_slots,
+    slots_file,
+    write_repository,
+)
 from workers.triton_env import TritonInstall, find_triton
 
 __all__ = [
@@ -223,6 +229,7 @@ class TritonServer:
         self._log.write(f"\n===== start {time.strftime('%H:%M:%S')} {self.ports}\n".encode())
         self._log.flush()
         self._attempts += 1
+        reset_slots(slots_file(self.control_file), self.spec.instances)
         self._proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -283,12 +290,17 @@ class TritonServer:
         """
         wait_all_ready([self], timeout)
 
-    def warm_up(self, rounds: int = 2) -> None:
+    def warm_up(self, rounds: int = 2, port: int | None = None) -> None:
         """Send ``rounds`` tiny requests per model instance, ``instances`` at a time.
 
-        The first execution on each python-backend instance is ~50-60 ms slower than the
-        next ones (measured on this recipe); warming up keeps that out of every measurement.
-        Errors are ignored: readiness has already been checked.
+        The first execution on each python-backend instance is slower than the next ones
+        (2-60 ms more, measured on this recipe); warming up keeps that out of every
+        measurement. Errors are ignored: readiness has already been checked.
+
+        Args:
+            rounds: requests per model instance.
+            port: HTTP port to send them to (default: the server's own; the fleet passes its
+                delay relay's, so that path is warm too).
         """
         body = json.dumps(
             {"inputs": [{"name": "INPUT0", "shape": [1, 1], "datatype": "FP32", "data": [0.0]}]}
@@ -296,7 +308,7 @@ class TritonServer:
 
         def one(model: str) -> None:
             for _ in range(rounds):
-                conn = http.client.HTTPConnection("127.0.0.1", self.ports.http, timeout=30)
+                conn = http.client.HTTPConnection("127.0.0.1", port or self.ports.http, timeout=30)
                 try:
                     conn.request("POST", f"/v2/models/{model}/infer", body=body)
                     conn.getresponse().read()

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ __all__ = [
     "SLOT_RESOURCE",
     "EmulatedModel",
     "ServerSpec",
+    "reset_slots",
+    "slots_file",
     "write_repository",
 ]
 
@@ -91,6 +95,10 @@ class ServerSpec:
         speed: pool speed schedule ``[(at_s, factor)]`` relative to the fleet clock origin;
             ``[(0, f)]`` is a constant factor f. Before the first entry its factor applies.
         seed: base seed of the service-time draws.
+        queue_gap_ms: an execution that starts within this many ms of the latest slot release
+            was waiting: its emulated start is that slot's previous deadline (model.py), so
+            Triton's per-execution overhead does not pile up in a queue; 0 turns it off.
+        catchup_ms: how far back (ms) such an emulated start may be, at most.
     """
 
     name: str
@@ -98,6 +106,8 @@ class ServerSpec:
     instances: int = 1
     speed: Sequence[tuple[float, float]] = field(default_factory=lambda: [(0.0, 1.0)])
     seed: int = 0
+    queue_gap_ms: float = 3.0
+    catchup_ms: float = 1.0
 
     def __post_init__(self) -> None:
         if self.instances < 1:
@@ -126,6 +136,10 @@ def _config(model: EmulatedModel, spec: ServerSpec, control_file: Path) -> str:
         "speed": [list(p) for p in spec.speed],
         "control_file": str(control_file),
         "seed": spec.seed,
+        "instances": spec.instances,
+        "slots_file": str(slots_file(control_file)),
+        "queue_gap_ms": spec.queue_gap_ms,
+        "catchup_ms": spec.catchup_ms,
     }
     param = _pbtxt_string(json.dumps(emulation))
     inputs = ",\n  ".join(
@@ -145,6 +159,23 @@ def _config(model: EmulatedModel, spec: ServerSpec, control_file: Path) -> str:
     )
 
 
+def slots_file(control_file: Path) -> Path:
+    """The shared slot file of the server whose control file is ``control_file``."""
+    return control_file.with_name("slots.bin")
+
+
+def reset_slots(path: Path, instances: int) -> None:
+    """(Re)create a server's slot file: ``instances`` free slots, never used.
+
+    Layout: per slot three little-endian float64, ``busy`` (0/1), ``ideal_end`` and ``end``
+    (``CLOCK_MONOTONIC`` seconds); the model locks it with ``flock``. Written before the server
+    starts (and restarts, so a crash leaves no slot marked busy).
+    """
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(struct.pack("<" + "d" * (3 * instances), *([0.0, -1e18, -1e18] * instances)))
+    os.replace(tmp, path)
+
+
 def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:
     """Write the model repository of one server under ``root`` (replacing what is there).
 
@@ -160,6 +191,7 @@ def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:
     """
     if root.exists():
         shutil.rmtree(root)
+    reset_slots(slots_file(control_file), spec.instances)
     for model in spec.models:
         version = root / model.name / "1"
         version.mkdir(parents=True)

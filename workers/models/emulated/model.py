@@ -20,11 +20,27 @@ times the pool's speed at the current time since fleet start, times the slowdown
 server's control file (fault injection). The control file (JSON ``{"slowdown": f,
 "origin_epoch": t}``) also holds the fleet clock origin, so the fleet can restart its clock
 (e.g. when a benchmark starts its trace) without reloading models. The time spent computing counts towards that latency.
+
+Queueing without overhead build-up: Triton gives a waiting request its slot ~1 ms after the
+previous execution on that slot returned (response and request IPC, the rate limiter). The
+server's slots are mirrored in a small shared file (``slots_file``: per slot, busy flag, ideal
+end and real end, ``CLOCK_MONOTONIC`` seconds, under ``flock``); an execution that begins within
+``queue_gap_ms`` of the most recent release on a free slot starts, for the emulation, at that
+slot's ideal end (the previous deadline), at most ``catchup_ms`` back. So back to back the
+server completes one request per service time, as the profile and the simulator's FIFO server
+say. ``queue_gap_ms: 0`` turns it off.
+
+Debugging: with ``SYNERGAI_EMULATION_TRACE=<dir>`` in the server's environment every execution
+appends one JSON line to ``<dir>/<server>.jsonl`` (epoch seconds: ``t0`` execute start,
+``anchor`` emulated start, ``deadline``, ``end``; ``service_ms``, ``slot``, ``gap_ms`` since
+the slot's release).
 """
 
+import fcntl
 import json
 import math
 import os
+import struct
 import time
 import zlib
 
@@ -50,7 +66,40 @@ class TritonPythonModel:
         self._slowdown = 1.0
         self._origin = None
         instance = args.get("model_instance_name", "0")
+        self.instance = instance
+        self.server = spec.get("server", "")
         self.rng = np.random.default_rng([int(spec.get("seed", 0)), zlib.crc32(instance.encode())])
+        self.queue_gap = float(spec.get("queue_gap_ms", 0.0)) / 1000.0
+        self.catchup = float(spec.get("catchup_ms", 0.0)) / 1000.0
+        self._n_slots = int(spec.get("instances", 1))
+        self._slots_fmt = "<" + "d" * (3 * self._n_slots)
+        self._slots_bytes = 24 * self._n_slots
+        self._slots_fd = None
+        slots = spec.get("slots_file") or ""
+        if slots:
+            try:
+                self._slots_fd = os.open(slots, os.O_RDWR)
+            except OSError:
+                self._slots_fd = None
+        self._epoch = time.time() - time.monotonic()
+        self._trace_fd = None
+        self._last_gap = None
+        trace_dir = os.environ.get("SYNERGAI_EMULATION_TRACE")
+        if trace_dir:
+            name = (self.server or "server") + ".jsonl"
+            self._trace_fd = os.open(
+                os.path.join(trace_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+
+    def finalize(self):
+        """Close the files this instance opened."""
+        for fd in (self._slots_fd, self._trace_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._slots_fd = self._trace_fd = None
 
     def _speed_now(self):
         """Pool speed factor now: the last step at or before t, 1.0 before the first step."""
@@ -99,6 +148,54 @@ class TritonPythonModel:
         z = self.rng.standard_normal() if sigma > 0 else 0.0
         return math.exp(mu + sigma * z) * self._speed_now() * self._slowdown
 
+    def _take_slot(self, t0):
+        """Claim a slot of the server; return ``(slot, anchor)``: when this execution starts.
+
+        Triton hands the slot of a request that was waiting to it about a millisecond after
+        the previous execution on that slot returned (response IPC, rate limiter, request
+        IPC). A real device starts the next waiting request when the previous one ends, so
+        when this execution begins within ``queue_gap`` of the most recent release its
+        emulated start is the previous execution's *ideal* end (its deadline), not now: the
+        overhead and any sleep overshoot do not pile up in a queue. Otherwise (the server was
+        idle) it starts now. The catch-up is bounded by ``catchup``, so a long stall of the
+        machine is not repaid by answering a whole queue at once.
+        """
+        self._last_gap = None
+        if self._slots_fd is None:
+            return None, t0
+        fcntl.flock(self._slots_fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self._slots_fd, self._slots_bytes, 0)
+            if len(raw) < self._slots_bytes:
+                return None, t0
+            vals = struct.unpack(self._slots_fmt, raw)
+            best, best_end = None, -math.inf
+            for i in range(self._n_slots):
+                busy, _, end = vals[3 * i : 3 * i + 3]
+                if not busy and end > best_end:
+                    best, best_end = i, end
+            if best is None:  # inconsistent file (e.g. a stub died mid-execution): no anchor
+                return None, t0
+            ideal = vals[3 * best + 1]
+            self._last_gap = (t0 - best_end) * 1000.0
+            anchor = t0
+            if self.queue_gap > 0 and 0.0 <= t0 - best_end <= self.queue_gap:
+                anchor = min(t0, max(ideal, t0 - self.catchup))
+            os.pwrite(self._slots_fd, struct.pack("<ddd", 1.0, ideal, best_end), 24 * best)
+            return best, anchor
+        finally:
+            fcntl.flock(self._slots_fd, fcntl.LOCK_UN)
+
+    def _release_slot(self, slot, deadline, end):
+        """Mark ``slot`` free, ideally since ``deadline``, really since ``end``."""
+        if slot is None:
+            return
+        fcntl.flock(self._slots_fd, fcntl.LOCK_EX)
+        try:
+            os.pwrite(self._slots_fd, struct.pack("<ddd", 0.0, deadline, end), 24 * slot)
+        finally:
+            fcntl.flock(self._slots_fd, fcntl.LOCK_UN)
+
     def _compute(self, request):
         outputs = []
         batch = None
@@ -128,16 +225,48 @@ class TritonPythonModel:
     def execute(self, requests):
         """Answer each request after its emulated service time (holding this instance)."""
         responses = []
-        for request in requests:
-            start = time.perf_counter()
-            try:
-                outputs, batch = self._compute(request)
-            except ValueError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
-                continue
-            deadline = start + self.service_ms(batch) / 1000.0
-            remaining = deadline - time.perf_counter()
-            if remaining > 0:
-                time.sleep(remaining)
-            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+        t0 = time.monotonic()
+        slot, anchor = self._take_slot(t0)
+        deadline = anchor
+        try:
+            for request in requests:
+                start = max(deadline, anchor)  # requests of one call run one after another
+                try:
+                    outputs, batch = self._compute(request)
+                except ValueError as exc:
+                    responses.append(
+                        pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                    )
+                    continue
+                service = self.service_ms(batch)
+                deadline = start + service / 1000.0
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    time.sleep(remaining)
+                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+                if self._trace_fd is not None:
+                    self._trace(t0, start, deadline, service, batch, slot)
+        finally:
+            self._release_slot(slot, deadline, time.monotonic())
         return responses
+
+    def _trace(self, t0, start, deadline, service, batch, slot):
+        e = self._epoch
+        line = json.dumps(
+            {
+                "model": self.model,
+                "instance": self.instance,
+                "slot": slot,
+                "t0": t0 + e,
+                "anchor": start + e,
+                "deadline": deadline + e,
+                "end": time.monotonic() + e,
+                "service_ms": service,
+                "batch": batch,
+                "gap_ms": self._last_gap,
+            }
+        )
+        try:
+            os.write(self._trace_fd, (line + "\n").encode())
+        except OSError:
+            pass
