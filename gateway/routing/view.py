@@ -45,6 +45,12 @@ _NEG_INF = -math.inf
 REFRESH_S = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
+_MISATTRIBUTED = 0.25
+"""A chain estimate of the service below this fraction of the reference (what the clip would
+read as "4x faster") is taken as a slot misattribution, not as speed: on a multi-instance
+server the real FIFO may have run the request on another slot than its shadow chain. The
+sample then falls back to ``residence - predicted wait`` with weight ``ref / (ref + wait)``
+(the share of the residence that is service: its information about speed)."""
 
 
 class Truth(Protocol):
@@ -276,18 +282,24 @@ class FleetView:
             if memo is not None and corr is not None:
                 g0, wait0, ref, i, p_end, sent = memo
                 true_end = sent + (latency_ms - s.rtt_ms * 0.5) / 1000.0
-                actual = latency_ms - s.rtt_ms - wait0
+                resid = latency_ms - s.rtt_ms  # time on the server: wait + service
+                actual = -1.0
                 free = s.free
                 if i < len(free):
                     p_end += s.shift[i]  # its predicted end, after earlier re-anchorings
                     if free[i] >= p_end:  # still its chain: move the chain by its error
                         err = true_end - p_end
                         actual = service_ms + err * 1000.0
+                        actual = actual if actual < resid else resid  # service <= residence
                         f = free[i] + err
                         f = f if f > true_end else true_end
                         s.shift[i] += f - free[i]
                         free[i] = f
-                corr.observe(now, actual, ref, g0)
+                weight = 1.0
+                if actual < ref * _MISATTRIBUTED:  # no chain, or another slot's error
+                    actual = resid - wait0
+                    weight = ref / (ref + (wait0 if wait0 > 0.0 else 0.0))
+                corr.observe(now, actual, ref, g0, weight)
                 s.cfac[model] = _exp(corr.g)
         self._settle(s, now)
 
