@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import sys
@@ -121,3 +122,100 @@ def test_lognormal_draws_fit_p50(model_cls: Any, tmp_path: Path) -> None:
     draws = [m.service_ms(1) for _ in range(4000)]
     assert np.median(draws) == pytest.approx(4.0, rel=0.03)
     assert np.percentile(draws, 99) == pytest.approx(4.0 * math.exp(0.2 * 2.3263), rel=0.08)
+
+
+def _make_slotted(
+    model_cls: Any, tmp_path: Path, instances: int, gap_ms: float = 3.0, catchup_ms: float = 1.0
+) -> Any:
+    from workers.repository import reset_slots
+
+    slots = tmp_path / "slots.bin"
+    reset_slots(slots, instances)
+    emulation = {
+        "model": "m",
+        "server": "srv",
+        "lognormal": {"1": [math.log(4.0), 0.0]},
+        "speed": [[-1e9, 1.0]],
+        "control_file": str(tmp_path / "c.json"),
+        "seed": 3,
+        "instances": instances,
+        "slots_file": str(slots),
+        "queue_gap_ms": gap_ms,
+        "catchup_ms": catchup_ms,
+    }
+    m = model_cls()
+    m.initialize(
+        {
+            "model_config": json.dumps(
+                {"parameters": {"emulation": {"string_value": json.dumps(emulation)}}}
+            ),
+            "model_instance_name": "m_0",
+        }
+    )
+    return m
+
+
+@pytest.mark.parametrize(
+    ("released_ago_ms", "ideal_ago_ms", "gap_ms", "catchup_ms", "back_ms"),
+    [
+        (100.0, 100.2, 3.0, 1.0, 0.0),  # idle server: starts now
+        (0.5, 0.7, 3.0, 1.0, 0.7),  # waiting request: starts at the previous deadline
+        (0.5, 2.5, 3.0, 1.0, 1.0),  # ... at most catchup_ms back
+        (0.5, 0.7, 0.0, 1.0, 0.0),  # anchoring off
+    ],
+)
+def test_anchor_to_previous_deadline(
+    model_cls: Any,
+    tmp_path: Path,
+    released_ago_ms: float,
+    ideal_ago_ms: float,
+    gap_ms: float,
+    catchup_ms: float,
+    back_ms: float,
+) -> None:
+    m = _make_slotted(model_cls, tmp_path, 1, gap_ms, catchup_ms)
+    t0 = 1000.0
+    m._release_slot(0, t0 - ideal_ago_ms / 1000, t0 - released_ago_ms / 1000)
+    slot, anchor = m._take_slot(t0)
+    assert slot == 0
+    assert (t0 - anchor) * 1000 == pytest.approx(back_ms, abs=1e-6)
+    # The slot is busy until released: a second execution finds no free slot.
+    assert m._take_slot(t0) == (None, t0)
+
+
+def test_most_recently_released_slot_is_taken(model_cls: Any, tmp_path: Path) -> None:
+    m = _make_slotted(model_cls, tmp_path, 2)
+    t0 = 50.0
+    m._release_slot(0, t0 - 10.0, t0 - 10.0)  # idle for 10 s
+    m._release_slot(1, t0 - 0.0012, t0 - 0.0004)  # just released: the waiting request's slot
+    slot, anchor = m._take_slot(t0)
+    assert slot == 1 and anchor == pytest.approx(t0 - 0.001)
+    slot, anchor = m._take_slot(t0)
+    assert slot == 0 and anchor == t0
+
+
+def test_queue_completes_one_request_per_service_time(
+    model_cls: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back to back with a hand-off between executions, deadlines are one service time apart.
+
+    The window is wide so that scheduling noise on a busy machine cannot push a hand-off out of
+    it; the trace shows every execution anchored at the previous deadline.
+    """
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    monkeypatch.setenv("SYNERGAI_EMULATION_TRACE", str(trace))
+    m = _make_slotted(model_cls, tmp_path, 1, gap_ms=200.0, catchup_ms=200.0)
+    x = np.zeros((1, 1), dtype=np.float32)
+    m.execute([_Request(INPUT0=x)])  # idle start
+    for _ in range(5):
+        time.sleep(0.002)
+        m.execute([_Request(INPUT0=x)])
+    m.finalize()
+    rows = [json.loads(line) for line in (trace / "srv.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and rows[0]["gap_ms"] > 1e6 and rows[0]["anchor"] == rows[0]["t0"]
+    assert all(r["gap_ms"] >= 2.0 for r in rows[1:])
+    for prev, row in itertools.pairwise(rows):
+        assert row["anchor"] == pytest.approx(prev["deadline"], abs=1e-6)
+        assert row["deadline"] - prev["deadline"] == pytest.approx(0.004, abs=1e-6)
+        assert row["anchor"] < row["t0"] and row["deadline"] <= row["end"]
