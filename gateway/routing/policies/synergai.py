@@ -91,16 +91,25 @@ class SynergAI:
         self.explore = explore
         self.stale_s = stale_s
         self.tight: dict[str, float] = {}
-        self.rate: dict[str, float] = {}
-        self._rate_t: dict[str, float] = {}
+        self._rate: dict[str, tuple[float, float]] = {}
 
     def _learn(self, model: str, slo: float, now: float) -> None:
         t = self.tight.get(model)
         self.tight[model] = slo if t is None or slo < t else t + (slo - t) * RELAX
-        last = self._rate_t.get(model)
-        r = 0.0 if last is None else self.rate[model] * _exp(-max(now - last, 0.0) / RATE_TAU_S)
-        self.rate[model] = r + 1.0 / RATE_TAU_S
-        self._rate_t[model] = now
+        rt = self._rate.get(model)
+        if rt is None:
+            self._rate[model] = (1.0 / RATE_TAU_S, now)
+        else:
+            dt = now - rt[1]
+            r = rt[0] * _exp(-dt / RATE_TAU_S) if dt > 0.0 else rt[0]
+            self._rate[model] = (r + 1.0 / RATE_TAU_S, now)
+
+    def rates(self, now: float) -> dict[str, float]:
+        """Each model's arrival rate (req/s) decayed to ``now``."""
+        return {
+            m: r * _exp(-(now - t) / RATE_TAU_S) if now > t else r
+            for m, (r, t) in self._rate.items()
+        }
 
     def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
         """Earliest fit, safe deviations, yield, best effort or shed; see the module docstring."""
@@ -115,13 +124,15 @@ class SynergAI:
             if req.priority == 0 and e.predicted_ms > slo:
                 return Decision(None, e.predicted_ms, 0.0, "shed_slo")
             return _decide(e, "best_effort")
-        tight = self.tight
         e0 = pick_min(fits, predicted_latency, rng)
+        if len(ests) == 1:  # no alternative to deviate or yield to
+            return _decide(e0, "fit")
+        tight = self.tight
         lim = (1.0 - MARGIN) * slo
         roomy = [e for e in fits if e is e0 or e.tail_ms <= lim]
         safe = protects_tighter(roomy, slo, tight, now)
         if not safe:
-            rates = self.rate
+            rates = self.rates(now)
             keep = [e for e in fits if harms_tighter(e, slo, tight, rates) < 1.0]
             if keep:
                 return _decide(pick_min(keep, predicted_latency, rng), "fit_tight")
