@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import signal
@@ -31,18 +32,47 @@ from gateway.app import create_app
 from gateway.observability.logging import configure_logging
 from gateway.settings import FormatError, Settings, load_settings
 
-__all__ = ["InProcessServer", "ServerThread", "app_from_env", "inprocess_config", "run_serve"]
+__all__ = [
+    "InProcessServer",
+    "ServerThread",
+    "app_from_env",
+    "inprocess_config",
+    "run_serve",
+    "tune_gc",
+]
 
 DRAIN_TIMEOUT_S = 10
 """Seconds an embedded server waits for in-flight requests on stop (``synergai serve`` uses
 the ``drain_timeout_s`` setting)."""
 
 
+GC_THRESHOLD = (20_000, 20, 20)
+"""``gc.set_threshold`` of a serving process (CPython's default is ``(700, 10, 10)``)."""
+
+
+def tune_gc() -> None:
+    """Move what start-up allocated out of the collector's sight and collect less often.
+
+    Why: py-spy ``--native`` on the gateway under gRPC load at concurrency 32 showed 10% of
+    its samples in ``gc_collect_main``: grpc.aio allocates a few hundred container objects per
+    call, so the default gen-0 threshold of 700 ran a collection every couple of requests, and
+    every tenth of those walked the long-lived heap (modules, profiles, the view). After
+    ``gc.freeze()`` the start-up heap is never scanned again, and a gen-0 threshold of 20,000
+    runs young collections ~30x less often; request garbage is almost all freed by reference
+    counting, so memory does not grow (cycles still go at the next collection).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def app_from_env() -> object:
     """Uvicorn factory for worker processes: settings from ``SYNERGAI_*`` and ``REDIS_URL``."""
     settings = load_settings(None)
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
 
 
 def _uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
@@ -113,6 +143,7 @@ def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: in
             return 0
         app = create_app(settings)
         server = InProcessServer(_uvicorn_config(app, settings))
+        tune_gc()
         import uvloop
 
         uvloop.run(_serve_until_signalled(server))
