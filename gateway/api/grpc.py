@@ -309,6 +309,8 @@ class GrpcFrontDoor:
         return _Call(call, head.id, capped, left_ms)
 
     async def _route(self, decoded: _Call, deadline: float | None) -> InferResult:
+        if deadline is None:  # the upstream's deadline scope defaults to None: nothing to set
+            return await self.service.infer(decoded.call)
         with self.upstream.deadline(deadline):
             try:
                 return await self.service.infer(decoded.call)
