@@ -34,6 +34,7 @@ import psutil
 
 from workers import reaper
 from workers.repository import (
+    DEVICE_MODEL,
     SLOT_RESOURCE,
     ServerSpec,
     reset_slots,
@@ -202,6 +203,7 @@ class TritonServer:
             f"--model-repository={self.repo}",
             f"--backend-directory={inst.backends}",
             "--model-control-mode=explicit",
+            f"--load-model={DEVICE_MODEL}",
             *(f"--load-model={m}" for m in self.spec.model_names),
             "--http-address=127.0.0.1",
             f"--http-port={self.ports.http}",

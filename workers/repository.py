@@ -1,16 +1,28 @@
 """Generated Triton model repositories for emulated servers.
 
 One emulated server (one device) gets its own repository in a temporary directory: one
-python-backend model per scenario model, all running ``workers/models/emulated/model.py``.
+python-backend model, ``_emulated_device`` (``DEVICE_MODEL``), running
+``workers/models/emulated/model.py`` with ``instance_group [{count: instances}]``, and one
+**ensemble** per scenario model whose single step sends the request to the device
+(``INPUTk`` -> ``INPUTk__<i>``, ``OUTPUTk__<i>`` -> ``OUTPUTk``, ``i`` the model's index: that is
+how the device knows which model's latency to emulate).
 
-How ``instances`` is enforced across all models of a server: every model gets
-``instance_group [{count: instances}]`` and each instance needs one unit of the **global**
-rate-limiter resource ``SLOT``; the server runs with ``--rate-limit=execution_count
---rate-limit-resource=SLOT:<instances>``. So at most ``instances`` executions run at once on the
-server whatever their model, and the requests that wait do so in Triton's own scheduler queue:
-no process per waiting request, and Triton's ``nv_inference_pending_request_count`` and
-``nv_inference_queue_duration_us`` show the real queue to the gateway. The price is one stub
-process (~42 MB) per (model, instance): ``len(models) * instances`` per server.
+Why: every request of the server, whatever its model, waits in **one** Triton queue, the device
+model's, which is FIFO, and ``instances`` device stubs serve it: a FIFO server with
+``instances`` slots, as DESIGN.md §4 and the simulator say. An ensemble holds no stub, so
+requests wait in Triton, not in processes (one stub per slot, ~42 MB each, whatever the number
+of models). ``nv_inference_pending_request_count{model="_emulated_device"}`` and its
+``queue_duration_us`` show the real queue.
+
+What was there before, and why it went: one python model per scenario model, every instance
+holding one unit of a global rate-limiter resource ``SLOT`` (``--rate-limit=execution_count
+--rate-limit-resource=SLOT:<instances>``). Triton's rate limiter gives a freed slot to the
+staged model instance with the lowest ``exec_count x priority``, i.e. to the model that has
+run least so far, not to the oldest request: on a server with a busy and a quiet model every
+waiting request of the quiet model jumped the busy model's queue (measured: 12 % of yolov8n
+requests overtaken on edge-burst's AGX boxes, docs/workers.md). The device instances still
+carry the ``SLOT`` resource and the server still runs with the flags (one model: the limiter
+changes nothing), so the worker image's entrypoint works unchanged.
 
 Why not ``async def execute`` in decoupled mode (one stub for any number of waiting requests):
 Triton 2.51 refuses unary inference on decoupled models over both protocols ("HTTP end point
@@ -34,6 +46,7 @@ if TYPE_CHECKING:
     from gateway.prediction.profiles import Profile
 
 __all__ = [
+    "DEVICE_MODEL",
     "MODEL_SOURCE",
     "SLOT_RESOURCE",
     "EmulatedModel",
@@ -45,6 +58,9 @@ __all__ = [
 
 MODEL_SOURCE = Path(__file__).parent / "models" / "emulated" / "model.py"
 """The python-backend model every emulated model runs."""
+
+DEVICE_MODEL = "_emulated_device"
+"""The python-backend model that emulates the device; every public model is an ensemble on it."""
 
 SLOT_RESOURCE = "SLOT"
 """Name of the global rate-limiter resource that stands for one execution slot of the device."""
@@ -128,34 +144,68 @@ def _pbtxt_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _config(model: EmulatedModel, spec: ServerSpec, control_file: Path) -> str:
+def _device_config(spec: ServerSpec, control_file: Path) -> str:
     emulation = {
-        "model": model.name,
+        "models": [
+            {
+                "name": m.name,
+                "lognormal": {str(b): list(v) for b, v in sorted(m.lognormal.items())},
+            }
+            for m in spec.models
+        ],
         "server": spec.name,
-        "lognormal": {str(b): list(v) for b, v in sorted(model.lognormal.items())},
-        "speed": [list(p) for p in spec.speed],
-        "control_file": str(control_file),
-        "seed": spec.seed,
         "instances": spec.instances,
         "slots_file": str(slots_file(control_file)),
         "queue_gap_ms": spec.queue_gap_ms,
         "catchup_ms": spec.catchup_ms,
+        "control_file": str(control_file),
+        "speed": [list(p) for p in spec.speed],
+        "seed": spec.seed,  # last: docker/worker/entrypoint.sh rewrites '"seed": 0}'
     }
     param = _pbtxt_string(json.dumps(emulation))
     inputs = ",\n  ".join(
-        f'{{name: "{i}", data_type: {t}, dims: [-1], optional: true}}' for i, _, t in IO_TENSORS
+        f'{{name: "{i}__{k}", data_type: {t}, dims: [-1], optional: true}}'
+        for k in range(len(spec.models))
+        for i, _, t in IO_TENSORS
     )
-    outputs = ",\n  ".join(f'{{name: "{o}", data_type: {t}, dims: [-1]}}' for _, o, t in IO_TENSORS)
+    outputs = ",\n  ".join(
+        f'{{name: "{o}__{k}", data_type: {t}, dims: [-1]}}'
+        for k in range(len(spec.models))
+        for _, o, t in IO_TENSORS
+    )
     return (
-        f'name: "{model.name}"\n'
+        f'name: "{DEVICE_MODEL}"\n'
         'backend: "python"\n'
-        f"max_batch_size: {model.max_batch}\n"
+        f"max_batch_size: {max(m.max_batch for m in spec.models)}\n"
         f"input [\n  {inputs}\n]\n"
         f"output [\n  {outputs}\n]\n"
         f"instance_group [{{\n  count: {spec.instances}\n  kind: KIND_CPU\n"
         f'  rate_limiter {{ resources [{{name: "{SLOT_RESOURCE}", global: true, count: 1}}] }}\n'
         "}]\n"
         f'parameters {{ key: "emulation" value {{ string_value: {param} }} }}\n'
+    )
+
+
+def _ensemble_config(model: EmulatedModel, index: int) -> str:
+    inputs = ",\n  ".join(
+        f'{{name: "{i}", data_type: {t}, dims: [-1], optional: true}}' for i, _, t in IO_TENSORS
+    )
+    outputs = ",\n  ".join(f'{{name: "{o}", data_type: {t}, dims: [-1]}}' for _, o, t in IO_TENSORS)
+    maps = "".join(
+        f'    input_map {{ key: "{i}__{index}" value: "{i}" }}\n' for i, _, _ in IO_TENSORS
+    )
+    maps += "".join(
+        f'    output_map {{ key: "{o}__{index}" value: "{o}" }}\n' for _, o, _ in IO_TENSORS
+    )
+    return (
+        f'name: "{model.name}"\n'
+        'platform: "ensemble"\n'
+        f"max_batch_size: {model.max_batch}\n"
+        f"input [\n  {inputs}\n]\n"
+        f"output [\n  {outputs}\n]\n"
+        "ensemble_scheduling {\n  step [{\n"
+        f'    model_name: "{DEVICE_MODEL}"\n    model_version: -1\n{maps}'
+        "  }]\n}\n"
     )
 
 
@@ -181,8 +231,9 @@ def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:
 
     Args:
         spec: the server.
-        root: directory to create; it will hold ``<model>/config.pbtxt`` and
-            ``<model>/1/model.py`` for every model.
+        root: directory to create; it will hold ``_emulated_device/config.pbtxt`` and
+            ``_emulated_device/1/model.py``, and ``<model>/config.pbtxt`` (an ensemble) and an
+            empty ``<model>/1/`` for every model.
         control_file: the server's control file (slowdown factor, clock origin), read by the
             model on every request.
 
@@ -192,11 +243,13 @@ def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:
     if root.exists():
         shutil.rmtree(root)
     reset_slots(slots_file(control_file), spec.instances)
-    for model in spec.models:
-        version = root / model.name / "1"
-        version.mkdir(parents=True)
-        shutil.copyfile(MODEL_SOURCE, version / "model.py")
+    device = root / DEVICE_MODEL
+    (device / "1").mkdir(parents=True)
+    shutil.copyfile(MODEL_SOURCE, device / "1" / "model.py")
+    (device / "config.pbtxt").write_text(_device_config(spec, control_file), encoding="utf-8")
+    for index, model in enumerate(spec.models):
+        (root / model.name / "1").mkdir(parents=True)
         (root / model.name / "config.pbtxt").write_text(
-            _config(model, spec, control_file), encoding="utf-8"
+            _ensemble_config(model, index), encoding="utf-8"
         )
     return root

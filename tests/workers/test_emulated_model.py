@@ -219,3 +219,35 @@ def test_queue_completes_one_request_per_service_time(
         assert row["anchor"] == pytest.approx(prev["deadline"], abs=1e-6)
         assert row["deadline"] - prev["deadline"] == pytest.approx(0.004, abs=1e-6)
         assert row["anchor"] < row["t0"] and row["deadline"] <= row["end"]
+
+
+def test_device_serves_every_model_by_tensor_suffix(model_cls: Any, tmp_path: Path) -> None:
+    """The device model: the suffix of the input names says whose latency to emulate."""
+    emulation = {
+        "models": [
+            {"name": "a", "lognormal": {"1": [math.log(4.0), 0.0]}},
+            {"name": "b", "lognormal": {"1": [math.log(9.0), 0.0], "2": [math.log(11.0), 0.0]}},
+        ],
+        "server": "srv",
+        "control_file": str(tmp_path / "c.json"),
+        "speed": [[-1e9, 1.0]],
+        "seed": 0,
+    }
+    m = model_cls()
+    m.initialize(
+        {
+            "model_config": json.dumps(
+                {"parameters": {"emulation": {"string_value": json.dumps(emulation)}}}
+            ),
+            "model_instance_name": "d_0",
+        }
+    )
+    x = np.arange(4, dtype=np.float32).reshape(2, 2)
+    _outputs, batch, model = m._compute(_Request(INPUT0__1=x))
+    assert (batch, model) == (2, 1) and m.service_ms(batch, model) == pytest.approx(11.0)
+    (ok,) = m.execute([_Request(INPUT0__1=x, INPUT1__1=np.ones((2, 1), dtype=np.int64))])
+    assert ok.error is None and set(ok.outputs) == {"OUTPUT0__1", "OUTPUT1__1"}
+    np.testing.assert_array_equal(ok.outputs["OUTPUT0__1"], x * 2)
+    assert m._compute(_Request(INPUT2__0=np.array([[b"z"]], dtype=np.object_)))[1:] == (1, 0)
+    (none,) = m.execute([_Request(INPUT0=x)])  # plain names belong to no model of a device
+    assert "at least one" in none.error

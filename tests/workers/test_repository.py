@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.prediction.profiles import LatencyPoint, Profile
-from workers.repository import EmulatedModel, ServerSpec, write_repository
+from workers.repository import DEVICE_MODEL, EmulatedModel, ServerSpec, write_repository
 
 
 def _emulation(config: str) -> dict[str, object]:
@@ -55,21 +55,33 @@ def test_repository_layout_and_config(tmp_path: Path) -> None:
         seed=42,
     )
     root = write_repository(spec, tmp_path / "repo", tmp_path / "control.json")
-    assert sorted(p.name for p in root.iterdir()) == ["m-2", "m1"]
-    assert (root / "m1" / "1" / "model.py").read_text().startswith('"""Emulated model')
-    config = (root / "m1" / "config.pbtxt").read_text()
-    assert 'name: "m1"' in config and 'backend: "python"' in config
-    assert "max_batch_size: 2" in config
-    assert "count: 3" in config
-    assert 'rate_limiter { resources [{name: "SLOT", global: true, count: 1}] }' in config
-    for name in ("INPUT0", "INPUT1", "INPUT2", "OUTPUT0", "OUTPUT1", "OUTPUT2"):
-        assert f'name: "{name}"' in config
-    assert "decoupled" not in config  # unary inference must work over HTTP and gRPC
-    emu = _emulation(config)
-    assert emu["model"] == "m1" and emu["seed"] == 42
+    assert sorted(p.name for p in root.iterdir()) == [DEVICE_MODEL, "m-2", "m1"]
+    assert (root / DEVICE_MODEL / "1" / "model.py").read_text().startswith('"""Emulated model')
+    # The device: one python model, `instances` stubs, every model's tensors suffixed by index.
+    device = (root / DEVICE_MODEL / "config.pbtxt").read_text()
+    assert f'name: "{DEVICE_MODEL}"' in device and 'backend: "python"' in device
+    assert "max_batch_size: 8" in device and "count: 3" in device
+    assert 'rate_limiter { resources [{name: "SLOT", global: true, count: 1}] }' in device
+    for k in (0, 1):
+        for name in ("INPUT0", "INPUT1", "INPUT2", "OUTPUT0", "OUTPUT1", "OUTPUT2"):
+            assert f'name: "{name}__{k}"' in device
+    assert "decoupled" not in device  # unary inference must work over HTTP and gRPC
+    emu = _emulation(device)
+    assert [m["name"] for m in emu["models"]] == ["m1", "m-2"]  # type: ignore[attr-defined]
+    assert set(emu["models"][0]["lognormal"]) == {"1", "2"}  # type: ignore[index]
+    assert emu["seed"] == 42 and emu["instances"] == 3
     assert emu["speed"] == [[0.0, 1.0], [30.0, 2.0]]
     assert emu["control_file"] == str(tmp_path / "control.json")
-    assert set(emu["lognormal"]) == {"1", "2"}  # type: ignore[arg-type]
+    assert emu["slots_file"] == str(tmp_path / "slots.bin")
+    assert device.rstrip().endswith('"seed\\": 42}" } }')  # the worker image rewrites it
+    # The public models: ensembles with one step on the device.
+    config = (root / "m1" / "config.pbtxt").read_text()
+    assert 'name: "m1"' in config and 'platform: "ensemble"' in config
+    assert "max_batch_size: 2" in config and (root / "m1" / "1").is_dir()
+    assert f'model_name: "{DEVICE_MODEL}"' in config
+    assert 'input_map { key: "INPUT2__0" value: "INPUT2" }' in config
+    assert 'output_map { key: "OUTPUT0__0" value: "OUTPUT0" }' in config
+    assert 'key: "INPUT0__1"' in (root / "m-2" / "config.pbtxt").read_text()
     # Rewriting replaces the old content.
     write_repository(ServerSpec("edge-0", [EmulatedModel.fixed("z", 1)]), root, tmp_path / "c")
-    assert sorted(p.name for p in root.iterdir()) == ["z"]
+    assert sorted(p.name for p in root.iterdir()) == [DEVICE_MODEL, "z"]

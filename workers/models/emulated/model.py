@@ -1,9 +1,12 @@
 """Emulated model: a small real computation that completes at a profiled latency.
 
 Runs inside Triton's python backend stub (one process per model instance), with the venv's
-interpreter. It is copied as ``<repo>/<model>/1/model.py`` by ``workers.repository``; its
-parameters come from the model config (``parameters.emulation``, a JSON document written by
-``workers.repository.EmulationSpec``).
+interpreter. It is copied as ``<repo>/_emulated_device/1/model.py`` by ``workers.repository``:
+one model per server, the device, that every public model reaches through an ensemble, with
+input ``INPUTk`` of the ``i``-th model renamed ``INPUTk__i`` (outputs likewise), so all requests
+share one FIFO queue. Its parameters come from the model config (``parameters.emulation``, a
+JSON document written by ``workers.repository``: ``models: [{name, lognormal}]``; a spec with
+a single ``model`` and ``lognormal`` and plain tensor names also works).
 
 Computation (so outputs are checkable), every input optional, batch on the first dimension:
 
@@ -57,9 +60,20 @@ class TritonPythonModel:
         """Read the emulation spec from the model config and seed this instance's RNG."""
         config = json.loads(args["model_config"])
         spec = json.loads(config["parameters"]["emulation"]["string_value"])
-        self.model = spec["model"]
-        self.table = {int(b): (float(mu), float(s)) for b, (mu, s) in spec["lognormal"].items()}
-        self.max_batch = max(self.table)
+        # The device of a server (one entry per model, inputs suffixed "__<index>"), or one
+        # model on its own (plain input names).
+        models = spec.get("models") or [{"name": spec["model"], "lognormal": spec["lognormal"]}]
+        suffixed = "models" in spec
+        self.names = [m["name"] for m in models]
+        self.tables = [
+            {int(b): (float(mu), float(s)) for b, (mu, s) in m["lognormal"].items()}
+            for m in models
+        ]
+        self.pairs = [
+            tuple((i + f"__{k}", o + f"__{k}") if suffixed else (i, o) for i, o in _PAIRS)
+            for k in range(len(models))
+        ]
+        self.model = self.names[0]
         self.speed = sorted((float(at), float(f)) for at, f in spec["speed"])
         self.control = spec.get("control_file") or ""
         self._control_key = None
@@ -78,7 +92,14 @@ class TritonPythonModel:
         slots = spec.get("slots_file") or ""
         if slots:
             try:
-                self._slots_fd = os.open(slots, os.O_RDWR)
+                self._slots_fd = os.open(slots, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(self._slots_fd, fcntl.LOCK_EX)
+                try:  # a repository baked without a launcher (the worker image): make it
+                    if os.fstat(self._slots_fd).st_size < self._slots_bytes:
+                        free = [0.0, -1e18, -1e18] * self._n_slots
+                        os.pwrite(self._slots_fd, struct.pack(self._slots_fmt, *free), 0)
+                finally:
+                    fcntl.flock(self._slots_fd, fcntl.LOCK_UN)
             except OSError:
                 self._slots_fd = None
         self._epoch = time.time() - time.monotonic()
@@ -141,10 +162,11 @@ class TritonPythonModel:
             self._slowdown, self._origin = 1.0, None
         self._control_key = key
 
-    def service_ms(self, batch):
-        """True service time in ms of one request of ``batch`` items."""
+    def service_ms(self, batch, model=0):
+        """True service time in ms of one request of ``batch`` items of model ``model``."""
         self._read_control()
-        mu, sigma = self.table[min(max(batch, 1), self.max_batch)]
+        table = self.tables[model]
+        mu, sigma = table[min(max(batch, 1), max(table))]
         z = self.rng.standard_normal() if sigma > 0 else 0.0
         return math.exp(mu + sigma * z) * self._speed_now() * self._slowdown
 
@@ -197,12 +219,25 @@ class TritonPythonModel:
             fcntl.flock(self._slots_fd, fcntl.LOCK_UN)
 
     def _compute(self, request):
+        """Outputs, batch size and model index of one request (ValueError: bad request)."""
+        for k, pairs in enumerate(self.pairs):
+            tensors = [
+                (pb_utils.get_input_tensor_by_name(request, i), o) for i, o in pairs
+            ]
+            if any(t is not None for t, _ in tensors):
+                return (*self._compute_model(tensors), k)
+        raise ValueError(
+            f"model {self.model} needs at least one of INPUT0 (FP32), INPUT1 (INT64), "
+            "INPUT2 (BYTES)"
+        )
+
+    def _compute_model(self, tensors):
         outputs = []
         batch = None
-        for in_name, out_name in _PAIRS:
-            tensor = pb_utils.get_input_tensor_by_name(request, in_name)
+        for tensor, out_name in tensors:
             if tensor is None:
                 continue
+            in_name = out_name.replace("OUTPUT", "INPUT")
             x = tensor.as_numpy()
             b = int(x.shape[0]) if x.ndim else 1
             if batch is not None and b != batch:
@@ -215,11 +250,6 @@ class TritonPythonModel:
             else:
                 y = x * 2
             outputs.append(pb_utils.Tensor(out_name, y))
-        if batch is None:
-            raise ValueError(
-                f"model {self.model} needs at least one of INPUT0 (FP32), INPUT1 (INT64), "
-                "INPUT2 (BYTES)"
-            )
         return outputs, batch
 
     def execute(self, requests):
@@ -232,29 +262,29 @@ class TritonPythonModel:
             for request in requests:
                 start = max(deadline, anchor)  # requests of one call run one after another
                 try:
-                    outputs, batch = self._compute(request)
+                    outputs, batch, model = self._compute(request)
                 except ValueError as exc:
                     responses.append(
                         pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
                     )
                     continue
-                service = self.service_ms(batch)
+                service = self.service_ms(batch, model)
                 deadline = start + service / 1000.0
                 remaining = deadline - time.monotonic()
                 if remaining > 0:
                     time.sleep(remaining)
                 responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
                 if self._trace_fd is not None:
-                    self._trace(t0, start, deadline, service, batch, slot)
+                    self._trace(t0, start, deadline, service, batch, slot, model)
         finally:
             self._release_slot(slot, deadline, time.monotonic())
         return responses
 
-    def _trace(self, t0, start, deadline, service, batch, slot):
+    def _trace(self, t0, start, deadline, service, batch, slot, model):
         e = self._epoch
         line = json.dumps(
             {
-                "model": self.model,
+                "model": self.names[model],
                 "instance": self.instance,
                 "slot": slot,
                 "t0": t0 + e,
