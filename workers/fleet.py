@@ -306,10 +306,8 @@ class Fleet:
         """
         t0 = time.monotonic()
         plan = self.server_specs()
-        stubs = sum(len(s.models) * s.instances for _, _, s in plan)
-        self._say(
-            f"starting {len(plan)} Triton servers ({stubs} model instances) in {self.workdir} ..."
-        )
+        stubs = sum(s.instances for _, _, s in plan)
+        self._say(f"starting {len(plan)} Triton servers ({stubs} device stubs) in {self.workdir}")
         try:
             servers = start_servers([s for _, _, s in plan], self.workdir, timeout=self._timeout)
             by_name = {s.name: s for s in servers}
