@@ -52,6 +52,9 @@ _DELIMITING = frozenset({b"content-length", b"transfer-encoding"})
 
 _BAD_VALUE = frozenset("\r\n")
 
+_COPY_BODY_BYTES = 64 * 1024
+"""Bodies up to this size are copied behind the head (one buffer); larger ones are not."""
+
 
 class _Conn(asyncio.Protocol):
     """One HTTP/1.1 connection: at most one request in flight; parses the answer."""
@@ -132,11 +135,14 @@ class _Conn(asyncio.Protocol):
 
     # -- request / answer --------------------------------------------------------------------
 
-    def send(self, data: bytes, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Write one request; its answer resolves :attr:`fut`."""
+    def send(self, data: list[bytes], deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Write one request (head and body); its answer resolves :attr:`fut`."""
         self.fut = loop.create_future()
         self._timer = loop.call_at(deadline, self._timed_out)
-        self.transport.write(data)
+        if len(data) == 1:
+            self.transport.write(data[0])
+        else:
+            self.transport.writelines(data)
 
     def _reset(self) -> UpstreamResponse | None:
         if self._timer is not None:
@@ -398,10 +404,15 @@ class Http1Upstream:
                 parts.append(f"{k}: {v}\r\n".encode("latin-1"))
         if body is not None:
             parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
-            parts.append(body)
         else:
             parts.append(b"\r\n")
-        data = b"".join(parts)
+        if body is None or not body:
+            data = [b"".join(parts)]
+        elif len(body) <= _COPY_BODY_BYTES:  # one write, one packet
+            parts.append(body)
+            data = [b"".join(parts)]
+        else:  # no copy of a large body: head and body in one writev
+            data = [b"".join(parts), body]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         conn = await self._acquire(pool, worker, deadline, loop)

@@ -219,3 +219,13 @@ async def test_not_started_and_header_injection() -> None:
         r = await up.call(_worker(port), "/x", b"", {"content-type": "a\r\nX-Evil: 1"}, 2)
         assert r.body == b"POST /x HTTP/1.1|-|"  # a value with CR/LF is not forwarded
         await up.close()
+
+
+async def test_large_body_goes_through_whole() -> None:
+    async with _server(_echo_handler()) as (port, _):
+        up = Http1Upstream()
+        await up.start()
+        body = bytes(range(256)) * 4096  # 1 MiB: head and body written without a copy
+        r = await up.call(_worker(port), "/x", body, {"content-type": "application/json"}, 5)
+        assert r.ok and r.body == b"POST /x HTTP/1.1|application/json|" + body
+        await up.close()
