@@ -102,11 +102,16 @@ def simulate(
         bool,
         typer.Option("--bench-decisions", help="Time routing decisions at 16 and 1,000 workers."),
     ] = False,
+    gateways: Annotated[
+        int, typer.Option(help="Gateway replicas sharing per-worker load (simulated Redis).")
+    ] = 1,
 ) -> None:
     """Discrete-event simulation of a scenario under each policy, on one arrival trace."""
     from loadtest.sim.cli import run_simulate
 
-    raise typer.Exit(run_simulate(scenario, policy, seed, json_out, plot, html, bench_decisions))
+    raise typer.Exit(
+        run_simulate(scenario, policy, seed, json_out, plot, html, bench_decisions, gateways)
+    )
 
 
 bench_app = typer.Typer(

@@ -69,11 +69,14 @@ def run_simulate(
     plot: Path | None,
     html: Path | None,
     bench_decisions_flag: bool,
+    gateways: int = 1,
 ) -> int:
     """Simulate ``scenario`` under ``policies`` (default: all); exit status.
 
     ``--json`` prints exactly one JSON document on stdout (progress on stderr); otherwise a
     table. ``--bench-decisions`` adds ``decision_bench`` (p50/p99 µs at 16 and 1,000 workers).
+    ``--gateways N`` (N > 1) runs N replicas sharing per-worker load
+    (:mod:`loadtest.sim.replicas`); the document then has ``"routers": N``.
     """
     err = Console(stderr=True)
     try:
@@ -86,8 +89,16 @@ def run_simulate(
     if bad:
         err.print(f"[red]error:[/red] unknown policy {', '.join(bad)}; known: {', '.join(known)}")
         return 2
+    if gateways < 1:
+        err.print(f"[red]error:[/red] --gateways must be >= 1, got {gateways}")
+        return 2
     run = run_scenario(
-        sc, policies or None, seed, clock_ns=time.perf_counter_ns, progress=err.print
+        sc,
+        policies or None,
+        seed,
+        clock_ns=time.perf_counter_ns,
+        progress=err.print,
+        routers=gateways,
     )
     doc = run.document
     if bench_decisions_flag:

@@ -10,6 +10,7 @@ from gateway.routing.registry import make_policy, policy_names
 from gateway.scenario import Scenario
 from loadtest.sim.engine import SimConfig, SimResult, simulate
 from loadtest.sim.metrics import summarize
+from loadtest.sim.replicas import SharedConfig, simulate_replicas
 from loadtest.sim.trace import Trace, build_trace
 
 __all__ = ["ScenarioRun", "run_scenario"]
@@ -40,8 +41,13 @@ def run_scenario(
     clock_ns: Callable[[], int] | None = None,
     progress: Callable[[str], None] | None = None,
     config: SimConfig | None = None,
+    routers: int = 1,
+    shared: SharedConfig | None = None,
 ) -> ScenarioRun:
     """Simulate ``scenario`` under each policy (default: all, oracle included).
+
+    ``routers`` > 1 (or a ``shared`` model with one) runs that many gateway replicas sharing
+    per-worker load (:mod:`loadtest.sim.replicas`); the document then says ``"routers": N``.
 
     Raises:
         ValueError: an unknown policy name.
@@ -58,9 +64,19 @@ def run_scenario(
         "duration_s": sc.duration_s,
         "policies": {},
     }
+    if routers < 1:
+        raise ValueError(f"routers must be >= 1, got {routers}")
+    if routers > 1 or shared is not None:
+        doc["routers"] = routers
     for name in names:
-        pol = make_policy(name, sc.profile_book, seed)
-        res = simulate(sc, trace, pol, seed, config=config, clock_ns=clock_ns)
+        if routers > 1 or shared is not None:
+            pols = [make_policy(name, sc.profile_book, seed) for _ in range(routers)]
+            res = simulate_replicas(
+                sc, trace, pols, seed, shared=shared, config=config, clock_ns=clock_ns
+            )
+        else:
+            pol = make_policy(name, sc.profile_book, seed)
+            res = simulate(sc, trace, pol, seed, config=config, clock_ns=clock_ns)
         results[name] = res
         doc["policies"][name] = summarize(sc, trace, res)
         if progress is not None:

@@ -1,0 +1,223 @@
+"""Several gateway replicas on one fleet, sharing per-worker load as the gateway does (Redis).
+
+``simulate_replicas`` is :func:`loadtest.sim.engine.simulate` with ``N`` routers: each has its
+own :class:`~gateway.routing.view.FleetView` and its own policy object; arrival ``i`` goes to
+router ``i % N`` (round-robin, as a load balancer in front of the replicas would). The fleet
+(true FIFO slots, speeds, crashes) is one, so the replicas' requests queue together.
+
+Shared state is modelled on ``gateway/state`` and ``gateway/service.py``:
+
+* **reserve** when a router sends a request: the worker's fleet-wide ``(out, work_ms)`` grows
+  by ``(1, predicted service ms)`` at once (the Redis script is atomic; its round trip is off
+  the request path). Its post-op figures reach the sender's view only with
+  ``SharedConfig.apply_reserve`` (the gateway ignores them today).
+* **release** ``release_lag_s`` after the router saw the answer (the gateway releases in the
+  background, deferred up to 2 ms to share a socket write): the figures shrink, and the
+  post-op figures are applied to the releasing router's view (``apply_shared``), as
+  ``Service._release`` does.
+* **refresh**: every ``refresh_s`` each router reads every worker's figures
+  (``SharedStateRefresher``, 100 ms by default), router ``r`` at phase ``r / N`` of the
+  period, and applies them with ``observed_at`` = the read time.
+
+A request is a violation unless answered within its SLO, exactly as in the one-router engine;
+the placement on the server (FIFO slots, speed steps, crash kills and refusals) is the same
+code path as :func:`loadtest.sim.engine.simulate`, only without its fast-path caching.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.routing.types import Policy, Request
+from gateway.routing.view import FleetView
+from gateway.scenario import Scenario
+from loadtest.sim.engine import FAILED, OK, SHED, SimConfig, SimResult, _health_events
+from loadtest.sim.fleet import SimTruth, build_fleet
+from loadtest.sim.trace import Trace
+
+__all__ = ["SharedConfig", "simulate_replicas"]
+
+_FINISH, _RELEASE, _REFRESH, _HEALTH = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class SharedConfig:
+    """How the replicas share state.
+
+    Attributes:
+        refresh_s: period (s) of each router's read of every worker's figures (0: never).
+        release_lag_s: delay (s) between a router seeing an answer and its release landing.
+        apply_reserve: also feed a reserve's post-op figures to the sender's view.
+    """
+
+    refresh_s: float = 0.1
+    release_lag_s: float = 0.002
+    apply_reserve: bool = False
+
+
+def simulate_replicas(
+    scenario: Scenario,
+    trace: Trace,
+    policies: Sequence[Policy],
+    seed: int,
+    *,
+    shared: SharedConfig | None = None,
+    config: SimConfig | None = None,
+    clock_ns: Callable[[], int] | None = None,
+) -> SimResult:
+    """Run ``len(policies)`` routers (one fresh policy object each) over ``trace``.
+
+    Args:
+        scenario: the scenario, ``time_scale`` already applied.
+        trace: its arrivals; request ``i`` goes to router ``i % len(policies)``.
+        policies: one fresh policy object per router (same kind).
+        seed: seeds router ``r``'s RNG with ``seed + r``.
+        shared: the shared-state model.
+        config: simulator knobs (probe interval; decision timing).
+        clock_ns: a nanosecond clock to time sampled decisions (None: no timing).
+    """
+    cfg = config or SimConfig()
+    sh = shared or SharedConfig()
+    nr = len(policies)
+    fleet = build_fleet(scenario)
+    infos = [w.info for w in fleet]
+    views = [FleetView(infos, scenario.profile_book) for _ in range(nr)]
+    truth = SimTruth(fleet)
+    for v in views:
+        v.truth = truth
+    rngs = [random.Random(seed + r) for r in range(nr)]
+    n = len(trace)
+    status = [OK] * n
+    latency = [math.nan] * n
+    chosen = [-1] * n
+    timings: list[int] = []
+    streams = list(scenario.workload)
+    by_id = {
+        w.info.id: (k, w, [w.lognormal.get((x.model, x.batch)) for x in streams])
+        for k, w in enumerate(fleet)
+    }
+    # the store: per worker id, [outstanding, work_ms] fleet-wide
+    store: dict[str, list[float]] = {w.info.id: [0, 0.0] for w in fleet}
+    reqs = [
+        [Request(x.model, x.slo_ms, x.batch, x.priority, x.category) for x in streams]
+        for _ in range(nr)
+    ]
+    # events: (time, seq, kind, router, payload)
+    events: list[tuple[Any, ...]] = []
+    for h in _health_events([(w.info.id, w.crashes) for w in fleet], cfg.probe_interval_s):
+        for r in range(nr):
+            events.append((h[0], h[1], _HEALTH, r, (h[2], h[3])))
+    end_t = float(trace.t[-1]) if n else 0.0
+    if sh.refresh_s > 0.0:
+        seq_r = -(10**12)
+        for r in range(nr):
+            t = sh.refresh_s * (r + 1) / nr
+            while t <= end_t:
+                seq_r += 1
+                events.append((t, seq_r, _REFRESH, r, None))
+                t += sh.refresh_s
+    heapq.heapify(events)
+    seq = 0
+    every = cfg.time_every if clock_ns is not None else 0
+    countdown = 0
+    ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
+    exp, bisect_right = math.exp, bisect.bisect_right
+    wall0 = clock_ns() if clock_ns is not None else 0
+
+    def deliver(ev: tuple[Any, ...]) -> None:
+        nonlocal seq
+        t, _, kind, r, p = ev
+        view = views[r]
+        if kind == _FINISH:
+            wid, s, model, memo, svc, lat = p
+            view.finish_state(s, model, memo, svc, lat, t)
+            seq += 1
+            heapq.heappush(events, (t + sh.release_lag_s, seq, _RELEASE, r, (wid, svc)))
+        elif kind == _RELEASE:
+            wid, svc = p
+            fig = store[wid]
+            fig[0] = max(0, fig[0] - 1)
+            fig[1] = max(0.0, fig[1] - svc) if fig[0] else 0.0
+            view.apply_shared(wid, int(fig[0]), fig[1], t)
+        elif kind == _REFRESH:
+            for wid, fig in store.items():
+                view.apply_shared(wid, int(fig[0]), fig[1], t)
+        else:
+            view.set_healthy(p[0], p[1], t)
+
+    for i in range(n):
+        t = ts[i]
+        while events and events[0][0] <= t:
+            deliver(heapq.heappop(events))
+        r = i % nr
+        view = views[r]
+        si = ss[i]
+        req = reqs[r][si]
+        req.arrival = t
+        truth.z = zs[i]
+        if every and countdown == 0:
+            t0 = clock_ns()  # type: ignore[misc]
+            d = policies[r].choose(req, view, t, rngs[r])
+            timings.append(clock_ns() - t0)  # type: ignore[misc]
+        else:
+            d = policies[r].choose(req, view, t, rngs[r])
+        countdown = (countdown - 1) % every if every else 0
+        wid = d.worker
+        if wid is None:
+            status[i] = SHED
+            continue
+        k, w, lns = by_id[wid]
+        chosen[i] = k
+        svc = d.service_ms if math.isfinite(d.service_ms) else 0.0
+        s = view.state(wid)
+        memo = view.start_state(s, req.model, req.batch, d.service_ms, t)
+        fig = store[wid]
+        fig[0] += 1
+        fig[1] += svc
+        if sh.apply_reserve:
+            view.apply_shared(wid, int(fig[0]), fig[1], t)
+        seq += 1
+        rtt_s = w.rtt_s
+        a = t + rtt_s * 0.5
+        if a >= w.next_tr:
+            w.advance(a)
+        tc = w.next_tc
+        lat: float | None = None
+        if tc <= a:  # down: refused
+            status[i] = FAILED
+            ev_t = t + rtt_s
+        else:
+            slots = w.slots
+            s0 = slots[0]
+            begin = a if a > s0 else s0
+            mu, sigma = lns[si]
+            end = (
+                begin
+                + exp(mu + sigma * zs[i]) * w.speed_f[bisect_right(w.speed_t, begin) - 1] / 1000.0
+            )
+            heapq.heapreplace(slots, end)
+            if end > tc:  # killed by the crash at tc
+                status[i] = FAILED
+                ev_t = tc + rtt_s * 0.5
+            else:
+                lat = (end - t) * 1000.0 + w.rtt_half_ms
+                latency[i] = lat
+                ev_t = t + lat / 1000.0
+        heapq.heappush(events, (ev_t, seq, _FINISH, r, (wid, s, req.model, memo, svc, lat)))
+    wall = ((clock_ns() - wall0) / 1e9) if clock_ns is not None else math.nan
+    return SimResult(
+        policies[0].name if nr else "",
+        np.asarray(status, dtype=np.int8),
+        np.asarray(latency, dtype=np.float64),
+        np.asarray(chosen, dtype=np.int32),
+        np.asarray(timings, dtype=np.int64),
+        wall,
+    )
