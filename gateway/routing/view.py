@@ -45,6 +45,8 @@ _NEG_INF = -math.inf
 REFRESH_S = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
+_EPS_MS = 1e-6
+"""Other routers' work below this (ms) is rounding between the store's and the view's sums."""
 _MISATTRIBUTED = 0.25
 """A chain estimate of the service below this fraction of the reference (what the clip would
 read as "4x faster") is taken as a slot misattribution, not as speed: on a multi-instance
@@ -74,8 +76,10 @@ class FleetView:
         stale_after_s: float = 2.0,
         eject_s: float = 1.0,
         predictor: PredictorConfig | None = None,
+        release_lag_ms: float = 1.0,
     ) -> None:
         self.book = profiles
+        self.release_lag_ms = release_lag_ms
         self.stale_after_s = stale_after_s
         self.eject_s = eject_s
         self.cfg = predictor or PredictorConfig()
@@ -348,6 +352,10 @@ class FleetView:
 
     def _settle(self, s: WorkerState, now: float) -> None:
         """Recompute the load used for routing and re-key the worker in its indexes."""
+        free = s.free
+        half = s.rtt_ms * 0.5
+        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - half
+        wait = wait if wait > 0.0 else 0.0
         shared_at = s.shared_at
         if shared_at != _NEG_INF and now - shared_at <= self.stale_after_s:
             out = s.shared_out + s.d_out
@@ -355,14 +363,15 @@ class FleetView:
             work = s.shared_work + s.d_work
             s.work_ms = work if work > s.local_work_ms else s.local_work_ms
             others = work - s.local_work_ms
-            s.others_ms = others / s.instances if others > 0.0 else 0.0
+            n = out - s.local_out
+            s.others_ms = (
+                self._others_wait(s, others, n, wait, half, now) if others > _EPS_MS else 0.0
+            )
         else:
             s.out = float(s.local_out)
             s.work_ms = s.local_work_ms
             s.others_ms = 0.0
-        free = s.free
-        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - s.rtt_ms * 0.5
-        wait = (wait if wait > 0.0 else 0.0) + s.others_ms
+        wait += s.others_ms
         s.wait = wait
         if s.probe_healthy and s.ejected_until <= now:
             base = s.rtt_ms + wait
@@ -373,6 +382,48 @@ class FleetView:
         else:
             for idx, pos, _ in s.slots:
                 idx.keys[pos] = idx.bases[pos] = _INF  # type: ignore[attr-defined]
+
+    def _others_wait(
+        self, s: WorkerState, others: float, n: float, wait: float, half: float, now: float
+    ) -> float:
+        """Extra wait (ms) that other routers' ``n`` leases (``others`` ms of work) cause.
+
+        A lease lives ``rtt + W + S + lag``; only its inbound and queued part (``rtt/2 + W``)
+        holds its whole service ``S`` ahead of a new request, in service it holds ``S/2`` on
+        average, on the way back and until its release nothing. So the expected work ahead is
+        ``phi * others`` with ``phi = (rtt/2 + W + S/2) / (rtt + W + S + lag)``, and the
+        leases ahead number ``psi * n`` with ``psi = (rtt/2 + W + S) / (rtt + W + S + lag)``.
+        On one slot that work is simply added. On ``k`` slots it is water-filled over the
+        slots' own residuals (others take the earliest free slots first); when fewer leases
+        are ahead than ``z - 1`` (``z``: slots idle in this router's shadow queue) one idle
+        slot is certainly left and the extra wait is 0. ``S = others / n`` and ``W`` = this
+        router's own shadow wait plus half the others' backlog ahead of the average lease,
+        ``(others - S) / 2k``; ``lag`` is ``release_lag_ms`` (the gateway defers a release up
+        to 2 ms, plus the Redis round trip). Without this (``others / k`` added to the wait)
+        each replica read the other's answered requests, still leased, and the elapsed part
+        of those in service as queued work, and shed or detoured for it (docs/routing.md,
+        Replicas).
+        """
+        svc = others / n if n > 1.0 else others
+        w = wait + 0.5 * (others - svc) / s.instances  # what the average lease waits
+        life = half + half + w + svc + self.release_lag_ms
+        ahead = others * (half + w + 0.5 * svc) / life
+        free = s.free
+        if len(free) == 1:
+            return ahead
+        a = now + half / 1000.0
+        res = sorted([(f - a) * 1000.0 if f > a else 0.0 for f in free])
+        idle = sum(1 for r in res if r == 0.0)
+        if n * (half + w + svc) / life <= idle - 1:
+            return 0.0
+        k = len(res)
+        acc = 0.0
+        for j in range(k):
+            acc += res[j]
+            level = (ahead + acc) / (j + 1)
+            if j + 1 == k or level <= res[j + 1]:
+                return level - res[0]
+        return 0.0  # unreachable
 
     # introspection ---------------------------------------------------------------------
     def rows(self, now: float) -> list[dict[str, Any]]:
