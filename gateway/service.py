@@ -29,6 +29,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from gateway.core.admission import Admission
@@ -103,6 +104,7 @@ class InferenceService:
         self._drained: set[str] = set()
         self._meta_rr = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
+        self._open: set[str] = set()  # lease tokens of requests in flight
         self.inflight = 0
         self.admission = Admission(
             config.max_inflight, config.low_priority_share, config.high_priority
@@ -358,6 +360,8 @@ class InferenceService:
         self.view.start(worker.id, req, service_ms, req.arrival)
         self.inflight += 1
         reserve = asyncio.ensure_future(self.store.reserve(lease))
+        self._open.add(lease.token)
+        reserve.add_done_callback(partial(self._reserved, lease))
         latency_ms: float | None = None
         ok = False
         fault = True
@@ -388,6 +392,7 @@ class InferenceService:
             raise
         finally:
             self.inflight -= 1
+            self._open.discard(lease.token)
             seen = seen_ms(latency_ms, ok, fault, decision)
             self.view.finish(worker.id, req, service_ms, seen, self.clock.now())
             if self.health is not None:
@@ -410,6 +415,20 @@ class InferenceService:
         pred = decision.predicted_ms
         if pred > 0 and math.isfinite(pred):
             m.prediction_error.labels(worker.pool).observe(latency_ms / pred)
+
+    def _reserved(self, lease: Lease, fut: asyncio.Future[WorkerLoad | None]) -> None:
+        """Feed the reserve's post-op fleet-wide figures to the view (no extra round trip).
+
+        Other replicas' sends since the last refresh are otherwise invisible until then; the
+        N-router simulation (docs/benchmarks.md, Replicas) shows this closes part of the 2-vs-1
+        replica gap. Skipped once the request has ended: its figures would then be older than
+        the local finish (and than the release's figures).
+        """
+        if lease.token not in self._open or fut.cancelled() or fut.exception() is not None:
+            return
+        load = fut.result()
+        if load is not None:
+            self.apply_shared(lease.worker, load, self.clock.now())
 
     async def _release(self, reserve: asyncio.Future[WorkerLoad | None], lease: Lease) -> None:
         """Release once the reservation call is over; feed the post-op figures to the view.
