@@ -14,8 +14,10 @@ Predicted response time of a request (model ``m``, batch ``b``) on worker ``w`` 
   end (``send + latency - rtt/2``) replaces the predicted one in its slot's chain, so errors
   do not accumulate. Counting outstanding requests instead would also count the ones still
   on the wire (for a pool 40 ms away at 1,000 req/s that is 40 requests that are not queued).
-  Work other routers put on the worker (fresh shared figures: ``U_shared + local delta``
-  minus this router's own ``U_local``) adds ``U_others / k``. :func:`expected_wait_ms` (the
+  Work other routers (gateway replicas) put on the worker, from fresh shared figures
+  (``U_shared + local delta`` minus this router's own ``U_local``), adds only the share of
+  their leases that lies ahead of a new request, spread over the worker's slots
+  (``FleetView._others_wait``; docs/routing.md, Replicas). :func:`expected_wait_ms` (the
   count-based M/D/k-like estimate) is kept for callers that only have counts.
 * ``S_am(b)`` (ms): the profile's service time: the fitted log-normal's median (``p50``) for
   the point prediction and for the correction's reference, its ``p99`` for the tail bound
