@@ -32,13 +32,12 @@ from typing import Any
 
 from loadtest.bench_stats import percentile
 from loadtest.client import Protocol, closed_loop
+from loadtest.overhead import MODEL, write_overhead_config
 
 __all__ = ["CONCURRENCY", "main", "run"]
 
 CONCURRENCY: tuple[int, ...] = (1, 16)
 """Closed-loop client counts."""
-MODEL = "echo"
-_ARCH = "overhead-cpu"
 
 
 def _say(msg: str) -> None:
@@ -51,7 +50,7 @@ def _round(v: float | None) -> float | None:
 
 def run(seconds: float, rounds: int, concurrency: Sequence[int]) -> dict[str, Any]:
     """Start the servers, measure every target, stop everything; the result document."""
-    from loadtest.bench_stack import GatewayProcess, Valkey, write_worker_config
+    from loadtest.bench_stack import GatewayProcess, Valkey
     from workers.launcher import TritonServer
     from workers.repository import EmulatedModel, ServerSpec
 
@@ -65,34 +64,7 @@ def run(seconds: float, rounds: int, concurrency: Sequence[int]) -> dict[str, An
         server.start()
         server.wait_ready(60)
         valkey.start()
-        prof = wd / "profiles" / _ARCH
-        prof.mkdir(parents=True)
-        (prof / f"{MODEL}.yaml").write_text(
-            f"arch: {_ARCH}\nmodel: {MODEL}\nengine: emulated\nsource: overhead benchmark\n"
-            "max_batch: 8\nlatency_ms:\n  1: {p50: 0.2, p99: 0.6}\n  8: {p50: 0.3, p99: 0.8}\n",
-            encoding="utf-8",
-        )
-        cfg = wd / "gateway.yaml"
-        write_worker_config(
-            cfg,
-            [
-                {
-                    "id": "overhead-0",
-                    "pool": "overhead",
-                    "arch": _ARCH,
-                    "url": server.http_url,
-                    "grpc_url": server.grpc_url,
-                    "metrics_url": server.metrics_url,
-                    "instances": 2,
-                    "rtt_ms": 0.0,
-                    "models": [MODEL],
-                }
-            ],
-            {MODEL: {"slo_ms": 1000.0}},
-        )
-        cfg.write_text(
-            cfg.read_text(encoding="utf-8") + f"profiles: {wd / 'profiles'}\n", encoding="utf-8"
-        )
+        cfg = write_overhead_config(wd, server)
         gw = GatewayProcess(cfg, wd, policy="synergai", redis_url=valkey.url, name="grpc-overhead")
         gw.start()
         gw.wait_ready()

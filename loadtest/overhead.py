@@ -53,6 +53,7 @@ __all__ = [
     "plot_overhead",
     "run_overhead",
     "summarize_collapsed",
+    "write_overhead_config",
 ]
 
 CONCURRENCY: tuple[int, ...] = (1, 8, 32, 128)
@@ -168,6 +169,43 @@ http {{
             proc.wait(timeout=5)
         reaper.unregister(proc.pid)
         self._proc = None
+
+
+def write_overhead_config(wd: Path, server: Any) -> Path:
+    """Write the profile and gateway config for one emulated ``server`` under ``wd``; its path.
+
+    ``server`` is a started :class:`workers.launcher.TritonServer` serving :data:`MODEL`.
+    """
+    from loadtest.bench_stack import write_worker_config
+
+    prof_dir = wd / "profiles" / _ARCH
+    prof_dir.mkdir(parents=True)
+    (prof_dir / f"{MODEL}.yaml").write_text(
+        f"arch: {_ARCH}\nmodel: {MODEL}\nengine: emulated\nsource: overhead benchmark\n"
+        "max_batch: 8\nlatency_ms:\n  1: {p50: 0.2, p99: 0.6}\n  8: {p50: 0.3, p99: 0.8}\n",
+        encoding="utf-8",
+    )
+    cfg = wd / "gateway.yaml"
+    write_worker_config(
+        cfg,
+        [
+            {
+                "id": "overhead-0",
+                "pool": "overhead",
+                "arch": _ARCH,
+                "url": server.http_url,
+                "grpc_url": server.grpc_url,
+                "metrics_url": server.metrics_url,
+                "instances": 2,
+                "rtt_ms": 0.0,
+                "models": [MODEL],
+            }
+        ],
+        {MODEL: {"slo_ms": 1000.0}},
+    )
+    doc_cfg = cfg.read_text(encoding="utf-8") + f"profiles: {wd / 'profiles'}\n"
+    cfg.write_text(doc_cfg, encoding="utf-8")
+    return cfg
 
 
 def _row(target: str, protocol: str, r: ClosedLoopResult) -> dict[str, Any]:
@@ -332,7 +370,7 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         plot: also write a PNG of throughput and p50 against concurrency.
     """
     from loadtest.bench import machine
-    from loadtest.bench_stack import GatewayProcess, Valkey, write_worker_config
+    from loadtest.bench_stack import GatewayProcess, Valkey
     from workers.launcher import TritonServer
     from workers.repository import EmulatedModel, ServerSpec
 
@@ -365,33 +403,7 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         with contextlib.suppress(Exception):
             server.warm_up(2)
         valkey.start()
-        prof_dir = wd / "profiles" / _ARCH
-        prof_dir.mkdir(parents=True)
-        (prof_dir / f"{MODEL}.yaml").write_text(
-            f"arch: {_ARCH}\nmodel: {MODEL}\nengine: emulated\nsource: overhead benchmark\n"
-            "max_batch: 8\nlatency_ms:\n  1: {p50: 0.2, p99: 0.6}\n  8: {p50: 0.3, p99: 0.8}\n",
-            encoding="utf-8",
-        )
-        cfg = wd / "gateway.yaml"
-        write_worker_config(
-            cfg,
-            [
-                {
-                    "id": "overhead-0",
-                    "pool": "overhead",
-                    "arch": _ARCH,
-                    "url": server.http_url,
-                    "grpc_url": server.grpc_url,
-                    "metrics_url": server.metrics_url,
-                    "instances": 2,
-                    "rtt_ms": 0.0,
-                    "models": [MODEL],
-                }
-            ],
-            {MODEL: {"slo_ms": 1000.0}},
-        )
-        doc_cfg = cfg.read_text(encoding="utf-8") + f"profiles: {wd / 'profiles'}\n"
-        cfg.write_text(doc_cfg, encoding="utf-8")
+        cfg = write_overhead_config(wd, server)
         gw = GatewayProcess(cfg, wd, policy=policy, redis_url=valkey.url, name="overhead")
         gw.start()
         gw.wait_ready()
