@@ -128,7 +128,7 @@ class _Fields(BaseModel):
     low_priority_share: float = Field(default=0.8, gt=0.0, le=1.0)
     high_priority: int = 1
     timeout_slo_factor: PositiveFloat = 10.0
-    min_timeout_s: PositiveFloat = 0.5
+    min_timeout_s: PositiveFloat = 5.0
     retry_budget_ratio: NonNegativeFloat = 0.2
     retry_min_per_s: NonNegativeFloat = 10.0
     probe_unhealthy_threshold: PositiveInt = 2

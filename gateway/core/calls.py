@@ -96,7 +96,7 @@ class ServiceConfig:
     low_priority_share: float = 0.8
     high_priority: int = 1
     timeout_slo_factor: float = 10.0
-    min_timeout_s: float = 0.5
+    min_timeout_s: float = 5.0
     retry_budget_ratio: float = 0.2
     retry_min_per_s: float = 10.0
 

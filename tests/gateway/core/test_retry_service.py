@@ -161,7 +161,7 @@ async def test_no_retry_when_the_slo_is_spent(infos: list[WorkerInfo], book: Pro
 
 async def test_timeout_comes_from_the_slo(infos: list[WorkerInfo], book: ProfileBook) -> None:
     up = FakeUpstream()
-    svc, _ = _service(infos, book, up, request_timeout_s=30.0)
+    svc, _ = _service(infos, book, up, request_timeout_s=30.0, min_timeout_s=0.5)
     await svc.infer(_call())  # SLO 50 ms: floor 0.5 s
     await svc.infer(_call(hints={"x-slo-ms": "400"}))
     await svc.infer(_call(hints={"x-slo-ms": "3600000"}))
