@@ -2,22 +2,31 @@
 
 The code under test stays the real code (STYLE.md principle 5): :class:`FakeUpstream` stands
 in for the network to Triton, :class:`FixedPolicy` for a routing policy; the state seam's fake
-is the real in-process :class:`gateway.state.memory_store.MemoryStore`.
+is the real in-process :class:`gateway.state.memory_store.MemoryStore`. For tests of a real
+``synergai serve`` process: :func:`start_serve` and :func:`wait_serve_ready`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from gateway.core.net import free_port
 from gateway.errors import GatewayError
 from gateway.routing.types import Decision, Request, WorkerInfo
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["FakeUpstream", "FixedPolicy", "SentRequest"]
+__all__ = ["FakeUpstream", "FixedPolicy", "SentRequest", "start_serve", "wait_serve_ready"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +100,38 @@ class FixedPolicy:
         """Record ``req``; return the fixed decision."""
         self.seen.append(req)
         return self.pick(req, view) if self.pick is not None else self.decision
+
+
+def start_serve(
+    cfg: Path, port: int, *, redis_url: str | None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Spawn ``python -m gateway.cli serve --config cfg`` on ``127.0.0.1:port`` (non-blocking).
+
+    The environment is this process's without any ``SYNERGAI_*`` variable, with
+    ``REDIS_URL=redis_url`` (removed when None: the gateway embeds its own) and ``env`` on top.
+    The gRPC front door gets a free port; stdout and stderr go, as text, to ``proc.stdout``.
+    """
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGAI_")}
+    full.pop("REDIS_URL", None)
+    if redis_url is not None:
+        full["REDIS_URL"] = redis_url
+    full["SYNERGAI_HOST"] = "127.0.0.1"
+    full.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg),
+         "--port", str(port), "--grpc-port", str(free_port())],
+        env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def wait_serve_ready(proc: subprocess.Popen[str], url: str, timeout_s: float = 30.0) -> None:
+    """Poll ``url``'s ``/v2/health/ready`` until 200; assert ``proc`` lives, within the time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.1)

@@ -17,20 +17,17 @@ load generator itself is not what runs late. What must hold:
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
-import httpx
 import numpy as np
 import orjson
 import pytest
 import yaml
 
 from gateway.core.net import free_port
+from gateway.testing import start_serve, wait_serve_ready
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -100,25 +97,10 @@ def test_overload_sheds_low_priority_and_keeps_high_priority_in_slo(
         )
     )
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGAI_")}
-    env.pop("REDIS_URL", None)
-    env["SYNERGAI_HOST"] = "127.0.0.1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg),
-         "--port", str(port), "--grpc-port", str(free_port())],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc = start_serve(cfg, port, redis_url=None)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        wait_serve_ready(proc, base)
         out = asyncio.run(_open_loop(f"{base}/v2/models/m1/infer", 4.0, {1: 15.0, 0: 100.0}))
     finally:
         proc.terminate()

@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
 import pytest
 import redis
@@ -35,6 +31,7 @@ import yaml
 
 from gateway.core.net import free_port
 from gateway.embedded import EmbeddedValkey
+from gateway.testing import start_serve, wait_serve_ready
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -43,28 +40,6 @@ MS = 20.0
 BODY = orjson.dumps(
     {"inputs": [{"name": "INPUT0", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
 )
-
-
-def _start(cfg: Path, port: int, redis_url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGAI_")}
-    env.update(REDIS_URL=redis_url, SYNERGAI_HOST="127.0.0.1", SYNERGAI_LOG_LEVEL="info")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg),
-         "--port", str(port), "--grpc-port", str(free_port())],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def _wait_ready(proc: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.1)
 
 
 async def _client(session: aiohttp.ClientSession, url: str, stop: float, out: Counter[str]) -> None:
@@ -111,9 +86,9 @@ def test_sigterm_mid_load_loses_no_accepted_request(
     redis_url = valkey.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start(cfg, port, redis_url)
+    proc = start_serve(cfg, port, redis_url=redis_url, env={"SYNERGAI_LOG_LEVEL": "info"})
     try:
-        _wait_ready(proc, url)
+        wait_serve_ready(proc, url)
         out: Counter[str] = Counter()
 
         async def load() -> None:
