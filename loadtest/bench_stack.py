@@ -18,7 +18,6 @@ benchmark even when it is interrupted.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import subprocess
@@ -33,7 +32,7 @@ import psutil
 import yaml
 
 from workers import reaper
-from workers.launcher import free_ports
+from workers.launcher import free_ports, http_get, tail_lines
 
 __all__ = [
     "GatewayProcess",
@@ -49,27 +48,6 @@ __all__ = [
 
 class StackError(RuntimeError):
     """A process of the benchmark stack did not start; the message ends with its log tail."""
-
-
-def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
-    """``GET http://127.0.0.1:port/path``; ``(0, b"")`` when nothing answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    except OSError:
-        return 0, b""
-    finally:
-        conn.close()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class Valkey:
@@ -249,7 +227,7 @@ class GatewayProcess:
                 self.stop()
                 raise StackError(
                     f"gateway {self.name} exited (code {code}); log {self.log_path}:\n"
-                    f"{_tail(self.log_path)}"
+                    f"{tail_lines(self.log_path, 30)}"
                 )
             status, _ = http_get(self.port, "/v2/health/ready", timeout=0.5)
             if status == 200:
@@ -258,7 +236,7 @@ class GatewayProcess:
                 self.stop()
                 raise StackError(
                     f"gateway {self.name} not ready after {timeout:.0f} s; log {self.log_path}:\n"
-                    f"{_tail(self.log_path)}"
+                    f"{tail_lines(self.log_path, 30)}"
                 )
             time.sleep(0.1)
 

@@ -49,8 +49,10 @@ __all__ = [
     "TritonServer",
     "TritonStartError",
     "free_ports",
+    "http_get",
     "start_servers",
     "stop_servers",
+    "tail_lines",
 ]
 
 PROTOCOLS: tuple[str, ...] = ("http", "grpc")
@@ -92,17 +94,26 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _http_status(port: int, path: str, timeout: float = 1.0) -> int:
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """``GET http://127.0.0.1:port/path``; ``(0, b"")`` when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
-        resp.read()
-        return resp.status
+        return resp.status, resp.read()
     except OSError:
-        return 0
+        return 0, b""
     finally:
         conn.close()
+
+
+def tail_lines(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of the text file ``path`` (a log), or ``"(no log)"``."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class TritonServer:
@@ -246,18 +257,14 @@ class TritonServer:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of the server log."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return tail_lines(self.log_path, lines)
 
     def is_ready(self) -> bool:
         """One non-blocking readiness check: server ready and every model ready."""
-        if not self.running or _http_status(self.ports.http, "/v2/health/ready") != 200:
+        if not self.running or http_get(self.ports.http, "/v2/health/ready")[0] != 200:
             return False
         return all(
-            _http_status(self.ports.http, f"/v2/models/{m}/ready") == 200
+            http_get(self.ports.http, f"/v2/models/{m}/ready")[0] == 200
             for m in self.spec.model_names
         )
 
