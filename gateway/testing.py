@@ -3,7 +3,8 @@
 The code under test stays the real code (STYLE.md principle 5): :class:`FakeUpstream` stands
 in for the network to Triton, :class:`FixedPolicy` for a routing policy; the state seam's fake
 is the real in-process :class:`gateway.state.memory_store.MemoryStore`. For tests of a real
-``synergai serve`` process: :func:`start_serve` and :func:`wait_serve_ready`.
+``synergai serve`` process: :func:`start_serve` and :func:`wait_serve_ready`; for an in-process
+gateway over a test fleet of Triton workers: :func:`fleet_settings`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,17 @@ import httpx
 from gateway.core.net import free_port
 from gateway.errors import GatewayError
 from gateway.routing.types import Decision, Request, WorkerInfo
+from gateway.settings import Settings, WorkerSpec
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["FakeUpstream", "FixedPolicy", "SentRequest", "start_serve", "wait_serve_ready"]
+__all__ = [
+    "FakeUpstream",
+    "FixedPolicy",
+    "SentRequest",
+    "fleet_settings",
+    "start_serve",
+    "wait_serve_ready",
+]
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,26 @@ class FixedPolicy:
         """Record ``req``; return the fixed decision."""
         self.seen.append(req)
         return self.pick(req, view) if self.pick is not None else self.decision
+
+
+def fleet_settings(workers: Sequence[Any], profiles: Path, **overrides: Any) -> Settings:
+    """Gateway settings in front of a test fleet: loopback, quiet, no gRPC door by default.
+
+    Args:
+        workers: the fleet's worker specs (anything with ``as_config()``, e.g.
+            ``workers.fleet.WorkerSpec``).
+        profiles: the profiles directory the fleet emulates.
+        overrides: any other ``Settings`` field (``policy``, ``port``, ``grpc_port``, ...).
+    """
+    base: dict[str, Any] = {
+        "workers": [WorkerSpec(**w.as_config()) for w in workers],
+        "profiles": profiles,
+        "host": "127.0.0.1",
+        "port": 0,
+        "grpc_port": None,
+        "log_level": "warning",
+    }
+    return Settings(**(base | overrides))
 
 
 def start_serve(

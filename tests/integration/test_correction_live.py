@@ -23,7 +23,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.server import ServerThread
-from gateway.settings import Settings, WorkerSpec
+from gateway.testing import fleet_settings
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -50,15 +50,8 @@ def stack(
         },
     )
     workers = triton_fleet(scenario)
-    settings = Settings(
-        workers=[WorkerSpec(**w.as_config()) for w in workers],
-        profiles=directory / "profiles",
-        policy="synergai",
-        host="127.0.0.1",
-        port=0,
-        grpc_port=None,
-        redis_timeout_s=0.5,
-        log_level="warning",
+    settings = fleet_settings(
+        workers, directory / "profiles", policy="synergai", redis_timeout_s=0.5
     )
     server = ServerThread(create_app(settings))
     server.start()

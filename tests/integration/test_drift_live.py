@@ -28,7 +28,7 @@ from gateway.app import create_app
 from gateway.prediction.drift import HOLD_S, run_profile_from_live
 from gateway.prediction.profiles import load_profiles
 from gateway.server import ServerThread
-from gateway.settings import Settings, WorkerSpec
+from gateway.testing import fleet_settings
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -52,15 +52,8 @@ def stack(
         profiles={(arch, "m1"): {1: (MS, MS), 8: (MS, MS)} for arch in ("toy-a", "toy-b")},
     )
     workers = triton_fleet(scenario)
-    settings = Settings(
-        workers=[WorkerSpec(**w.as_config()) for w in workers],
-        profiles=directory / "profiles",
-        policy="round_robin",
-        host="127.0.0.1",
-        port=0,
-        grpc_port=None,
-        redis_timeout_s=0.5,
-        log_level="warning",
+    settings = fleet_settings(
+        workers, directory / "profiles", policy="round_robin", redis_timeout_s=0.5
     )
     server = ServerThread(create_app(settings))
     server.start()

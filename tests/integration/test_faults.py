@@ -30,7 +30,8 @@ import pytest
 from gateway.app import create_app
 from gateway.embedded import EmbeddedValkey
 from gateway.server import ServerThread
-from gateway.settings import ModelDefaults, Settings, WorkerSpec
+from gateway.settings import ModelDefaults
+from gateway.testing import fleet_settings
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -56,21 +57,17 @@ def stack(
     workers = triton_fleet(scenario)
     valkey = EmbeddedValkey()
     url = valkey.start()
-    settings = Settings(
-        workers=[WorkerSpec(**w.as_config()) for w in workers],
+    settings = fleet_settings(
+        workers,
+        directory / "profiles",
         models={
             "m1": ModelDefaults(slo_ms=500),
             "m2": ModelDefaults(slo_ms=500, idempotent=True),
         },
-        profiles=directory / "profiles",
         policy="least_outstanding",
-        host="127.0.0.1",
-        port=0,
-        grpc_port=None,
         redis_url=url,
         redis_timeout_s=0.5,
         health_interval_s=0.2,
-        log_level="warning",
     )
     server = ServerThread(create_app(settings))
     server.start()

@@ -24,6 +24,7 @@ from gateway.app import create_app
 from gateway.core.net import free_port
 from gateway.server import ServerThread
 from gateway.settings import ModelDefaults, Settings, WorkerSpec
+from gateway.testing import fleet_settings
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -56,10 +57,9 @@ def gateway(
         },
     )  # fmt: skip
     workers = triton_fleet(path, inject_faults=False)
-    settings = Settings(
-        workers=[WorkerSpec(**w.as_config()) for w in workers],
-        profiles=directory / "profiles",
-        host="127.0.0.1",
+    settings = fleet_settings(
+        workers,
+        directory / "profiles",
         port=free_port(),
         grpc_port=free_port(),
         models={"m": ModelDefaults(slo_ms=1000), "slow": ModelDefaults(slo_ms=5000)},

@@ -27,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 from gateway.app import create_app
 from gateway.core.net import free_port
 from gateway.server import ServerThread
-from gateway.settings import Settings, WorkerSpec
+from gateway.testing import fleet_settings
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -66,10 +66,9 @@ def endpoints(
         profiles={("toy", MODEL): {1: (2.0, 2.0), MAX_BATCH: (3.0, 3.0)}},
     )
     workers = triton_fleet(path, inject_faults=False)
-    settings = Settings(
-        workers=[WorkerSpec(**w.as_config()) for w in workers],
-        profiles=directory / "profiles",
-        host="127.0.0.1",
+    settings = fleet_settings(
+        workers,
+        directory / "profiles",
         port=free_port(),
         grpc_port=free_port(),
         default_slo_ms=5000,
