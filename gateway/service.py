@@ -1,19 +1,30 @@
-"""The protocol-agnostic request path, shared by the REST and gRPC front doors.
+"""The protocol-agnostic request path, shared by the REST and gRPC front doors and the picker.
 
-One inference request, whatever protocol it came in on::
+A request goes through two phases, so that a caller which sends the bytes itself (the Envoy
+endpoint picker: Envoy forwards, the picker only decides) runs exactly the same path::
 
-    hints (header/metadata > parameters > model default)  -> Request
-    policy.choose(request, view, now, rng)                 -> Decision (pure, sync)
-    view.start; store.reserve  (concurrently with the forward: no round trip on the path)
-    upstream.call(worker, target, body bytes, headers)     -> UpstreamResponse (bytes)
-    view.finish; store.release (in the background, after the answer is sent)
-    metrics
+    ticket = service.begin(call)        # phase one, sync, no I/O on the path:
+        404 unknown model / 400 batch over every max_batch / 400 bad hint
+        (hints: header/metadata > parameters > model default -> Request)
+        admission by priority (429 overload, 503 when nothing serves)
+        policy.choose(request, view, now, rng) -> Decision (pure, sync); 429 shed / 503
+        view.start; store.reserve (in the background); in-flight + 1
+    ... the caller sends the request to ticket.worker ...
+    service.end(ticket, outcome, latency_ms, code)   # phase two, exactly once:
+        view.finish (the online correction learns from successes only), the health
+        monitor's outlier detection, drift, metrics, in-flight - 1,
+        store.release (in the background, after the answer)
+
+``infer(call)`` is ``begin`` -> ``upstream.call(worker, target, body bytes, headers)`` ->
+``end``, and at most one retry on another worker (:mod:`gateway.core.retry`), which books a
+second ticket. An :class:`~gateway.health.outcome.Outcome` says what the attempt tells about
+the worker: ``SUCCESS`` (2xx), ``NEUTRAL`` (the request's own fault, or the client left:
+nothing learned), ``ERROR`` / ``TIMEOUT`` / ``CONNECT`` (the worker's fault).
 
 A front door parses only what routing needs (model, version, batch, hint values) and hands
 the request over as bytes in an :class:`InferCall`; the :class:`Upstream` registered for the
-call's ``protocol`` forwards them. The REST door registers ``"http"``; the gRPC door
-registers ``"grpc"`` (a ``grpc.aio`` upstream taking serialized ``ModelInferRequest`` bytes,
-``target`` = the method name) and calls the same :meth:`InferenceService.infer`.
+call's ``protocol`` forwards them: ``"http"`` (REST) and ``"grpc"`` (a ``grpc.aio`` upstream
+taking serialized ``ModelInferRequest`` bytes, ``target`` = the method name).
 
 Errors are :class:`gateway.errors.GatewayError` subclasses; a worker's own error answer is
 returned (``result.response.ok`` false), not raised, so it passes through unchanged.
@@ -37,6 +48,7 @@ from gateway.core.calls import InferCall, InferResult, ServiceConfig, seen_ms, w
 from gateway.core.clock import Clock
 from gateway.core.hints import Hints, resolve_hints
 from gateway.core.retry import RetryBudget, retry_reason
+from gateway.core.ticket import Ticket
 from gateway.core.timeouts import TimeoutPolicy
 from gateway.core.validate import triton_client_error
 from gateway.errors import (
@@ -220,17 +232,20 @@ class InferenceService:
             why=decision.reason,
         )
 
-    async def infer(self, call: InferCall) -> InferResult:
-        """Route and forward one inference request; see the module docstring.
+    def begin(self, call: InferCall) -> Ticket:
+        """Phase one: validate, admit, route and book ``call`` on a worker.
+
+        Checks the model (404) and batch (400), resolves the hints (400), admits by priority,
+        asks the policy, then books the request on the chosen worker: ``view.start``, the
+        store reservation (in the background), in-flight + 1. The caller sends the request
+        and then calls :meth:`end` exactly once, whatever happened.
 
         Raises:
-            BadRequest: a hint is malformed.
             ModelNotFound: no worker serves the model.
+            BadRequest: a hint is malformed, or no worker accepts the batch size.
             Shed: the policy shed it, or the gateway is full for its priority
                 (:mod:`gateway.core.admission`).
-            NoHealthyWorker: every worker serving the model is down.
-            UpstreamTimeout, UpstreamError: the worker did not answer (after one retry where
-                :mod:`gateway.core.retry` allows it).
+            NoHealthyWorker: every worker serving the model is down or drained.
         """
         if not self.view.serves(call.model):
             raise ModelNotFound(f"unknown model '{call.model}'")
@@ -240,9 +255,6 @@ class InferenceService:
                 f"model '{call.model}'"
             )
         hints = self.resolve(call)
-        upstream = self.upstreams.get(call.protocol)
-        if upstream is None:
-            raise GatewayError(f"no upstream registered for protocol {call.protocol!r}")
         if not self.admission.admits(self.inflight, hints.priority):
             raise self._overloaded(call.model, hints.priority)
         self.retry_budget.deposit()
@@ -255,16 +267,89 @@ class InferenceService:
         worker = self._workers.get(wid) if wid is not None else None
         if worker is None:
             raise self._shed(req, decision)
-        timeout_s = self.timeouts.total_s(req.slo_ms)
+        return self._book(req, decision, worker, self.timeouts.total_s(req.slo_ms))
+
+    def _book(
+        self, req: Request, decision: Decision, worker: WorkerInfo, timeout_s: float
+    ) -> Ticket:
+        """Book ``req`` on ``worker``: view start, store reserve (background), in-flight + 1."""
+        service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
+        lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
+        wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
+        self.view.start(worker.id, req, service_ms, req.arrival)
+        self.inflight += 1
+        reserve = asyncio.ensure_future(self.store.reserve(lease))
+        self._open.add(lease.token)
+        reserve.add_done_callback(partial(self._reserved, lease))
+        return Ticket(
+            req, decision, worker, self.policy.name, timeout_s, service_ms, lease, reserve, wait0
+        )
+
+    def end(self, ticket: Ticket, outcome: Outcome, latency_ms: float | None, code: str) -> None:
+        """Phase two: how the attempt booked by :meth:`begin` ended; call it exactly once.
+
+        Args:
+            ticket: what :meth:`begin` returned.
+            outcome: :attr:`Outcome.SUCCESS` for a 2xx; :attr:`Outcome.NEUTRAL` when the
+                answer says nothing about the worker (a 4xx the request caused, the client
+                went away); otherwise the worker's fault (``ERROR``, ``TIMEOUT``, ``CONNECT``).
+            latency_ms: response time measured since ``ticket.req.arrival`` (ms), or ``None``
+                when no answer came.
+            code: the status for ``synergai_requests_total`` (``"200"``, ``"504"``, ``"499"``).
+
+        Effects: ``view.finish`` (the online correction learns from a success only; a fault or
+        no answer counts as a failure), the health monitor's outlier detection, drift,
+        metrics, in-flight - 1, and the store release (in the background).
+        """
+        if ticket.ended:
+            return
+        ticket.ended = True
+        req, worker, decision = ticket.req, ticket.worker, ticket.decision
+        ok = outcome is Outcome.SUCCESS
+        fault = not ok and outcome is not Outcome.NEUTRAL
+        if latency_ms is not None:
+            self._observe(req, decision, worker, ok, latency_ms)
+            if ok and self.drift is not None:
+                self.drift.observe(
+                    worker, req.model, req.batch, latency_ms, ticket.wait0_ms, self.clock.now()
+                )
+        self.inflight -= 1
+        self._open.discard(ticket.lease.token)
+        seen = seen_ms(latency_ms, ok, fault, decision)
+        self.view.finish(worker.id, req, ticket.service_ms, seen, self.clock.now())
+        if self.health is not None:
+            self.health.observe(worker.id, outcome)
+        self.metrics.requests.labels(req.model, worker.pool, worker.id, ticket.policy, code).inc()
+        self._spawn(self._release(ticket.reserve, ticket.lease))
+
+    async def infer(self, call: InferCall) -> InferResult:
+        """Route and forward one inference request: :meth:`begin`, send, :meth:`end`.
+
+        A failed attempt is sent once more elsewhere when :mod:`gateway.core.retry` allows.
+
+        Raises:
+            BadRequest: a hint is malformed.
+            ModelNotFound: no worker serves the model.
+            Shed: the policy shed it, or the gateway is full for its priority
+                (:mod:`gateway.core.admission`).
+            NoHealthyWorker: every worker serving the model is down.
+            UpstreamTimeout, UpstreamError: the worker did not answer (after one retry where
+                :mod:`gateway.core.retry` allows it).
+        """
+        upstream = self.upstreams.get(call.protocol)
+        if upstream is None:
+            raise GatewayError(f"no upstream registered for protocol {call.protocol!r}")
+        ticket = self.begin(call)
         try:
             try:
-                result = await self._forward(call, req, decision, worker, upstream, timeout_s)
+                result = await self._send(call, ticket, upstream)
             except (UpstreamError, UpstreamTimeout) as exc:
-                return await self._retry(call, req, worker, upstream, timeout_s, exc)
+                return await self._retry(call, ticket, upstream, exc)
             if result.response.status >= 500:
-                return await self._retry(call, req, worker, upstream, timeout_s, result)
+                return await self._retry(call, ticket, upstream, result)
             return result
         except (UpstreamError, UpstreamTimeout):
+            req = ticket.req
             self.metrics.slo_violations.labels(req.model, str(req.priority), "failed").inc()
             raise
 
@@ -289,10 +374,8 @@ class InferenceService:
     async def _retry(
         self,
         call: InferCall,
-        req: Request,
-        failed: WorkerInfo,
+        first_try: Ticket,
         upstream: Upstream,
-        timeout_s: float,
         outcome: GatewayError | InferResult,
     ) -> InferResult:
         """Send a failed request once more, elsewhere, when :mod:`gateway.core.retry` allows.
@@ -300,6 +383,7 @@ class InferenceService:
         Returns the retry's result, or the first attempt's (re-raising its error) when no retry
         is allowed: not retry-safe, no SLO or time left, no other worker, budget spent.
         """
+        req, failed = first_try.req, first_try.worker
         first = outcome.response if isinstance(outcome, InferResult) else outcome
         why = retry_reason(first, self.model_defaults(call.model).idempotent)
 
@@ -314,7 +398,7 @@ class InferenceService:
             return give_up(None)
         now = self.clock.now()
         elapsed_ms = (now - req.arrival) * 1000.0
-        left_ms = min(req.slo_ms, timeout_s * 1000.0) - elapsed_ms
+        left_ms = min(req.slo_ms, first_try.timeout_s * 1000.0) - elapsed_ms
         if left_ms <= 0:
             return give_up("slo")
         again = Request(req.model, left_ms, req.batch, req.priority, req.category, now)
@@ -327,7 +411,8 @@ class InferenceService:
         if not self.retry_budget.try_spend():
             return give_up("budget")
         self.metrics.retries.labels(why, "sent").inc()
-        return await self._forward(call, again, decision, worker, upstream, left_ms / 1000.0)
+        ticket = self._book(again, decision, worker, left_ms / 1000.0)
+        return await self._send(call, ticket, upstream)
 
     def _choose_excluding(self, req: Request, worker_id: str, now: float) -> Decision:
         """The policy's choice with ``worker_id`` out of rotation for this one decision.
@@ -345,41 +430,28 @@ class InferenceService:
             if hide:
                 self.view.set_healthy(worker_id, True, now)
 
-    async def _forward(
-        self,
-        call: InferCall,
-        req: Request,
-        decision: Decision,
-        worker: WorkerInfo,
-        upstream: Upstream,
-        timeout_s: float,
-    ) -> InferResult:
-        service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
-        lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
-        wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
-        self.view.start(worker.id, req, service_ms, req.arrival)
-        self.inflight += 1
-        reserve = asyncio.ensure_future(self.store.reserve(lease))
-        self._open.add(lease.token)
-        reserve.add_done_callback(partial(self._reserved, lease))
+    async def _send(self, call: InferCall, ticket: Ticket, upstream: Upstream) -> InferResult:
+        """Forward ``call`` to the ticket's worker and :meth:`end` the ticket, whatever happens.
+
+        Until an answer or an error arrives the attempt counts as cancelled (the client went
+        away: code 499, no latency).
+        """
+        worker, req = ticket.worker, ticket.req
         latency_ms: float | None = None
-        ok = False
-        fault = True
-        code = "499"  # cancelled (client went away) unless set below
+        code = "499"
         outcome = Outcome.NEUTRAL
         try:
-            resp = await upstream.call(worker, call.target, call.body, call.headers, timeout_s)
+            resp = await upstream.call(
+                worker, call.target, call.body, call.headers, ticket.timeout_s
+            )
             resp = triton_client_error(resp)  # Triton's 500 for unparsable data is a 400
-            end = self.clock.now()
             code = str(resp.status)
-            latency_ms = (end - req.arrival) * 1000.0
-            ok = resp.ok
-            fault = worker_fault(resp, call.protocol)
-            outcome = Outcome.SUCCESS if ok else (Outcome.ERROR if fault else Outcome.NEUTRAL)
-            self._observe(req, decision, worker, resp.ok, latency_ms)
-            if resp.ok and self.drift is not None:
-                self.drift.observe(worker, req.model, req.batch, latency_ms, wait0, end)
-            return InferResult(resp, worker, decision, self.policy.name, latency_ms)
+            latency_ms = (self.clock.now() - req.arrival) * 1000.0
+            if resp.ok:
+                outcome = Outcome.SUCCESS
+            elif worker_fault(resp, call.protocol):
+                outcome = Outcome.ERROR
+            return InferResult(resp, worker, ticket.decision, ticket.policy, latency_ms)
         except GatewayError as exc:
             code = str(exc.http_status)
             if isinstance(exc, UpstreamTimeout):
@@ -391,16 +463,7 @@ class InferenceService:
             self.metrics.upstream_errors.labels(worker.id, kind).inc()
             raise
         finally:
-            self.inflight -= 1
-            self._open.discard(lease.token)
-            seen = seen_ms(latency_ms, ok, fault, decision)
-            self.view.finish(worker.id, req, service_ms, seen, self.clock.now())
-            if self.health is not None:
-                self.health.observe(worker.id, outcome)
-            self.metrics.requests.labels(
-                req.model, worker.pool, worker.id, self.policy.name, code
-            ).inc()
-            self._spawn(self._release(reserve, lease))
+            self.end(ticket, outcome, latency_ms, code)
 
     def _observe(
         self, req: Request, decision: Decision, worker: WorkerInfo, ok: bool, latency_ms: float
