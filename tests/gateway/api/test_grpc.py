@@ -259,7 +259,9 @@ async def test_client_deadline_propagates_to_the_worker(rig: Rig) -> None:
     loose = (("x-slo-ms", "1000"),)  # SLO-derived timeout (10 x SLO) above both bounds
     await rig.stub.ModelInfer(_request(), timeout=2.0, metadata=loose)
     left = rig.triton.deadlines[-1]
-    assert left is not None and 1.0 < left <= 2.0
+    # gRPC sends a timeout, not a deadline; its wire form and timer are rounded up (2.009 s
+    # seen here under load), so allow a little over the client's 2 s
+    assert left is not None and 1.0 < left <= 2.05
     await rig.stub.ModelInfer(_request(), metadata=loose)
     assert rig.triton.deadlines[-1] is not None and rig.triton.deadlines[-1] <= 5.1  # gateway cap
 
