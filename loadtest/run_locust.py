@@ -9,9 +9,9 @@ Locust runs as a child process (it monkey-patches its own process with gevent), 
 overruns ``run-time + 30 s``; CSVs go to ``--csv`` (``<prefix>_stats.csv``,
 ``<prefix>_failures.csv``, ``<prefix>_stats_history.csv``).
 
-Usage::
+Usage (``synergai loadtest --help`` lists the same options)::
 
-    python -m loadtest.run_locust [--scenario F] [--run-time 20] [--users 8] [--shape steps]
+    synergai loadtest [--scenario F] [--run-time 20] [--users 8] [--shape steps]
         [--protocol http|grpc|both] [--host URL] [--csv PREFIX]
 """
 
@@ -27,15 +27,37 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, get_args
 
-__all__ = ["SHAPE_NAMES", "locust_command", "main", "summary"]
+from loadtest import scenarios
 
-SHAPE_NAMES: tuple[str, ...] = ("bursts", "constant", "diurnal", "steps")
+__all__ = [
+    "DEFAULT_CSV",
+    "MAX_RUN_TIME_S",
+    "PROTOCOLS",
+    "SHAPE_NAMES",
+    "LocustProtocol",
+    "Shape",
+    "locust_command",
+    "main",
+    "run_loadtest",
+    "summary",
+]
+
+Shape = Literal["bursts", "constant", "diurnal", "steps"]
 """The locustfile's ``--shape`` choices (``loadtest.shapes.SHAPES``; not imported here because
 importing locust monkey-patches the importing process)."""
+SHAPE_NAMES: tuple[str, ...] = get_args(Shape)
+LocustProtocol = Literal["both", "grpc", "http"]
+"""``--protocol``: which locust user classes run."""
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "demo.yaml"
+DEFAULT_SCENARIO = scenarios.resolve(None)
 _USERS = {"http": ["RestUser"], "grpc": ["GrpcUser"], "both": ["RestUser", "GrpcUser"]}
+PROTOCOLS: tuple[str, ...] = get_args(LocustProtocol)
+DEFAULT_CSV = Path("loadtest-results/locust")
+"""``--csv`` prefix: ``<prefix>_stats.csv`` and friends."""
+MAX_RUN_TIME_S = 600
+"""The longest ``--run-time`` (the run is always bounded)."""
 
 
 def locust_command(
@@ -134,8 +156,8 @@ def _run(cmd: list[str], run_time_s: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, start a stack unless ``--host`` is given, run locust; exit code."""
-    p = argparse.ArgumentParser(prog="synergai loadtest", description=__doc__.split("\n\n")[0])
+    """``python -m loadtest.run_locust``: the same options as ``synergai loadtest``."""
+    p = argparse.ArgumentParser(prog="python -m loadtest.run_locust", description=__doc__)
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
     p.add_argument("--host", default="", help="gateway URL (default: start a stack)")
     p.add_argument("--grpc-target", default="", help="gateway gRPC host:port")
@@ -144,49 +166,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--spawn-rate", type=float, default=8.0)
     p.add_argument("--user-rps", type=float, default=2.0, help="requests/s per user")
     p.add_argument("--shape", choices=SHAPE_NAMES, default="steps")
-    p.add_argument("--protocol", choices=sorted(_USERS), default="http")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="http")
     p.add_argument("--policy", default="synergai", help="policy of the gateway it starts")
-    p.add_argument("--csv", type=Path, default=Path("loadtest-results/locust"))
+    p.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     args = p.parse_args(argv)
-    if not 1 <= args.run_time <= 600:
-        p.error("--run-time must be within 1..600 s")
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    opts = {
-        "run_time_s": args.run_time,
-        "users": args.users,
-        "spawn_rate": args.spawn_rate,
-        "shape": args.shape,
-        "protocol": args.protocol,
-        "csv_prefix": args.csv,
-        "scenario": args.scenario,
-        "user_rps": args.user_rps,
+    return run_loadtest(**vars(args))
+
+
+def run_loadtest(
+    *,
+    scenario: Path = DEFAULT_SCENARIO,
+    host: str = "",
+    grpc_target: str = "",
+    run_time: int = 20,
+    users: int = 8,
+    spawn_rate: float = 8.0,
+    user_rps: float = 2.0,
+    shape: str = "steps",
+    protocol: str = "http",
+    policy: str = "synergai",
+    csv: Path = DEFAULT_CSV,
+) -> int:
+    """Start a stack unless ``host`` is given, run locust headless, print its summary.
+
+    Returns:
+        locust's exit code; 2 for a bad argument, 130 when interrupted.
+    """
+    bad = _check(run_time, users, shape, protocol)
+    if bad:
+        print(f"synergai loadtest: {bad}", file=sys.stderr)
+        return 2
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    opts: dict[str, Any] = {
+        "run_time_s": run_time,
+        "users": users,
+        "spawn_rate": spawn_rate,
+        "shape": shape,
+        "protocol": protocol,
+        "csv_prefix": csv,
+        "scenario": scenario,
+        "user_rps": user_rps,
     }
-    if args.host:
-        rc = _run(locust_command(args.host, grpc_target=args.grpc_target, **opts), args.run_time)
-        _print_summary(summary(args.csv))
+    if host:
+        rc = _run(locust_command(host, grpc_target=grpc_target, **opts), run_time)
+        _print_summary(summary(csv))
         return rc
     from loadtest.bench_stack import LiveStack
     from loadtest.bench_workload import scenario_for_run
 
-    sc = scenario_for_run(args.scenario, None)
+    sc = scenario_for_run(scenario, None)
     with tempfile.TemporaryDirectory(prefix="synergai-locust-") as wd:
         stack = LiveStack(sc, Path(wd), replicas=1, progress=True)
         try:
             stack.start()
-            (gw,) = stack.start_gateways(args.policy, grpc=args.protocol != "http")
-            print(
-                f"gateway {gw.url} (gRPC {gw.grpc_target}), policy {args.policy}", file=sys.stderr
-            )
+            (gw,) = stack.start_gateways(policy, grpc=protocol != "http")
+            print(f"gateway {gw.url} (gRPC {gw.grpc_target}), policy {policy}", file=sys.stderr)
             t0 = time.monotonic()
             cmd = locust_command(gw.url, grpc_target=gw.grpc_target, **opts)
-            rc = _run(cmd, args.run_time)
-            print(f"locust ran {time.monotonic() - t0:.1f} s; CSV: {args.csv}_stats.csv")
+            rc = _run(cmd, run_time)
+            print(f"locust ran {time.monotonic() - t0:.1f} s; CSV: {csv}_stats.csv")
         except KeyboardInterrupt:
             return 130
         finally:
             stack.stop()
-    _print_summary(summary(args.csv))
+    _print_summary(summary(csv))
     return rc
+
+
+def _check(run_time: int, users: int, shape: str, protocol: str) -> str:
+    """Why these arguments cannot run ("" when they can)."""
+    if not 1 <= run_time <= MAX_RUN_TIME_S:
+        return f"--run-time must be within 1..{MAX_RUN_TIME_S} s, not {run_time}"
+    if users < 1:
+        return f"--users must be >= 1, not {users}"
+    if shape not in SHAPE_NAMES:
+        return f"--shape must be one of {', '.join(SHAPE_NAMES)}, not {shape!r}"
+    if protocol not in PROTOCOLS:
+        return f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}"
+    return ""
 
 
 if __name__ == "__main__":
