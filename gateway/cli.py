@@ -124,6 +124,33 @@ def serve(
 
 
 @app.command(
+    epilog=_examples(
+        "synergai epp --config gateway.yaml",
+        "REDIS_URL=redis://valkey:6379/0 synergai epp -c gateway.yaml --port 9002",
+    )
+)
+def epp(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Gateway config YAML (workers, models).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="ext_proc + gRPC health port (default 9002).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port (default 9090; 0: off).")
+    ] = None,
+) -> None:
+    """Run the routing brain as a Gateway API endpoint picker (Envoy ext_proc, GIE protocol).
+
+    Same config, policies and Redis state as `serve`; Envoy forwards, this process picks.
+    docs/endpoint-picker.md puts it in front of Triton pools.
+    """
+    from gateway.epp.run import run_epp
+
+    raise typer.Exit(run_epp(config=config, port=port, metrics_port=metrics_port))
+
+
+@app.command(
     "workers",
     epilog=_examples("synergai workers", "synergai workers --scenario edge-cloud --time-scale 4"),
 )

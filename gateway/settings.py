@@ -39,6 +39,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.discovery.config import DiscoverySettings
+from gateway.epp.config import EppSettings
 from gateway.prediction.profiles import default_profiles_dir
 from gateway.routing.types import WorkerInfo
 from gateway.yamlio import FormatError, format_validation_error, load_yaml
@@ -114,6 +115,7 @@ class _Fields(BaseModel):
     stale_after_s: PositiveFloat = 2.0
     scrape_interval_s: PositiveFloat | None = 1.0  # Triton /metrics reconciliation; None: off
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    epp: EppSettings = Field(default_factory=EppSettings)  # synergai epp (gateway.epp.config)
 
     upstream: Literal["http1", "aiohttp", "httpx"] = "http1"
     connect_timeout_s: PositiveFloat = 1.0

@@ -54,6 +54,13 @@ CASES: dict[str, list[Case]] = {
             {"config": Path("gw.yaml"), "workers": 3, "port": 9080, "grpc_port": 9081},
         ),
     ],
+    "epp": [
+        Case(
+            ["epp", "--config", "gw.yaml", "--port", "9002", "--metrics-port", "9090"],
+            "gateway.epp.run", "run_epp",
+            {"config": Path("gw.yaml"), "port": 9002, "metrics_port": 9090},
+        ),
+    ],
     "workers": [
         Case(
             ["workers", "--scenario", "drift-crash", "--time-scale", "4"],

@@ -1,0 +1,151 @@
+"""The ext_proc answers the endpoint picker sends back to Envoy.
+
+Every answer is a ``ProcessingResponse`` for the phase Envoy asked about (request headers,
+request body, response headers, response trailers). A pick sets the header
+``x-gateway-destination-endpoint`` and the dynamic metadata ``envoy.lb`` with the same value
+(protocol 004 forbids them to differ) and clears Envoy's route cache, so the route is chosen
+again with the header present. A refusal is an ``ImmediateResponse`` in the protocol's own
+error form: ``{"error": "..."}`` with the REST status (429 + ``Retry-After`` when shed, 503
+when no worker can serve), or for a gRPC call a trailers-only answer with the gRPC status
+(``RESOURCE_EXHAUSTED``, ``UNAVAILABLE``, ...) as the gateway's gRPC door answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+
+from gateway.epp.protocol import DEST_HEADER, LB_NAMESPACE
+from gateway.errors import GatewayError
+
+__all__ = [
+    "TIMEOUT_HEADER",
+    "ask_body",
+    "continue_body",
+    "continue_headers",
+    "refuse",
+    "response_headers",
+    "response_trailers",
+    "route",
+]
+
+TIMEOUT_HEADER = "x-envoy-upstream-rq-timeout-ms"
+"""Envoy's per-request route timeout: the EPP sets the SLO-derived timeout the gateway uses."""
+
+_KEEP = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def _set(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=k, raw_value=v.encode()), append_action=_KEEP
+        )
+        for k, v in headers.items()
+    ]
+
+
+def _common(
+    headers: Mapping[str, str] | None = None, *, remove: Sequence[str] = (), clear: bool = False
+) -> pb.CommonResponse:
+    mutation = pb.HeaderMutation(set_headers=_set(headers or {}), remove_headers=list(remove))
+    return pb.CommonResponse(header_mutation=mutation, clear_route_cache=clear)
+
+
+def route(
+    endpoints: Sequence[str], timeout_ms: int, *, body_phase: bool = False
+) -> pb.ProcessingResponse:
+    """The pick: ``endpoints`` in retry order, as header and ``envoy.lb`` metadata.
+
+    Args:
+        endpoints: ``ip:port`` of the chosen worker first, then fallbacks.
+        timeout_ms: the request's upstream timeout (``x-envoy-upstream-rq-timeout-ms``).
+        body_phase: answer a request-body message (the gRPC model was in the body).
+    """
+    value = ",".join(endpoints)
+    common = _common({DEST_HEADER: value, TIMEOUT_HEADER: str(timeout_ms)}, clear=True)
+    meta = struct_pb2.Struct()
+    meta.fields[LB_NAMESPACE].struct_value.fields[DEST_HEADER].string_value = value
+    if body_phase:
+        return pb.ProcessingResponse(
+            request_body=pb.BodyResponse(response=common), dynamic_metadata=meta
+        )
+    return pb.ProcessingResponse(
+        request_headers=pb.HeadersResponse(response=common), dynamic_metadata=meta
+    )
+
+
+def continue_headers() -> pb.ProcessingResponse:
+    """No pick (health, server metadata): Envoy balances; a client-sent pick is removed."""
+    return pb.ProcessingResponse(
+        request_headers=pb.HeadersResponse(response=_common(remove=(DEST_HEADER,), clear=True))
+    )
+
+
+def continue_body() -> pb.ProcessingResponse:
+    """No pick after reading a body."""
+    return pb.ProcessingResponse(
+        request_body=pb.BodyResponse(response=_common(remove=(DEST_HEADER,), clear=True))
+    )
+
+
+_BUFFERED = processing_mode_pb2.ProcessingMode(
+    request_header_mode=processing_mode_pb2.ProcessingMode.SEND,
+    request_body_mode=processing_mode_pb2.ProcessingMode.BUFFERED,
+    response_header_mode=processing_mode_pb2.ProcessingMode.SEND,
+    response_trailer_mode=processing_mode_pb2.ProcessingMode.SEND,
+)
+
+
+def ask_body() -> pb.ProcessingResponse:
+    """Ask Envoy for this request's whole body (a gRPC call naming its model only there).
+
+    Needs ``allow_mode_override`` in the Envoy filter config (the launcher sets it). A client
+    header cannot choose the endpoint meanwhile: it is removed here.
+    """
+    return pb.ProcessingResponse(
+        request_headers=pb.HeadersResponse(response=_common(remove=(DEST_HEADER,))),
+        mode_override=_BUFFERED,
+    )
+
+
+def refuse(exc: GatewayError, grpc_call: bool) -> pb.ProcessingResponse:
+    """An ``ImmediateResponse`` for ``exc`` in the request's protocol."""
+    headers = dict(exc.headers())
+    if grpc_call:
+        code = grpc.StatusCode[exc.grpc_code].value[0]
+        # Envoy answers a gRPC call trailers-only: HTTP 200, grpc-status, grpc-message = body
+        return pb.ProcessingResponse(
+            immediate_response=pb.ImmediateResponse(
+                status=http_status_pb2.HttpStatus(code=exc.http_status),  # type: ignore[arg-type]
+                headers=pb.HeaderMutation(set_headers=_set(headers)),
+                body=exc.message.encode(),
+                grpc_status=pb.GrpcStatus(status=code),
+                details=exc.reason,
+            )
+        )
+    headers["content-type"] = "application/json"
+    return pb.ProcessingResponse(
+        immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=exc.http_status),  # type: ignore[arg-type]
+            headers=pb.HeaderMutation(set_headers=_set(headers)),
+            body=exc.json_body(),
+            details=exc.reason,
+        )
+    )
+
+
+def response_headers(headers: Mapping[str, str] | None = None) -> pb.ProcessingResponse:
+    """Answer the response-headers message, adding ``headers`` (``x-synergai-*``)."""
+    return pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=_common(headers)))
+
+
+def response_trailers(headers: Mapping[str, str] | None = None) -> pb.ProcessingResponse:
+    """Answer the response-trailers message, adding ``headers`` (gRPC trailing metadata)."""
+    mutation = pb.HeaderMutation(set_headers=_set(headers or {}))
+    return pb.ProcessingResponse(response_trailers=pb.TrailersResponse(header_mutation=mutation))
