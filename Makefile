@@ -1,12 +1,14 @@
 # SynergAI Gateway: two commands on a fresh machine.
 #   make demo   -> creates .venv, installs, runs the demo stack
-#   make test   -> creates .venv, installs, runs lint + types + tests
+#   make test   -> creates .venv, installs, runs lint + types + native + tests
+#   make native -> compiles the hot modules with mypyc into build/native/ (used only while
+#                  their sources are unchanged; a failed build leaves pure Python: gateway/native.py)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types browser-deps test-slow loadtest clean
+.PHONY: demo test lint types native browser-deps test-slow loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +26,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types browser-deps
+# A failed build is reported and ignored: the tree then runs (and is tested) as pure Python.
+native: $(STAMP)
+	-$(BIN)/python -m gateway.native_build
+
+test: lint types native browser-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # Browser tests need Debian's chromium; install it when we can (root + apt), else they skip.
@@ -40,4 +46,4 @@ loadtest: $(STAMP)
 	$(BIN)/synergai loadtest $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build/native

@@ -5,6 +5,8 @@ For each policy, simulated requests per second of wall time of the simulate loop
 again with the policy's recorded decisions replayed, so the cost of the engine plus the
 view's bookkeeping (µs CPU per request) is told apart from the policy's decisions. The
 machine may be shared: compare CPU seconds and ratios, and note the load average printed.
+The first line says whether the compiled modules run (:mod:`gateway.native`; set
+``SYNERGAI_NATIVE=0`` in the environment for the pure-Python figures).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.native import status
 from gateway.routing.registry import make_policy
 from gateway.routing.types import Decision, Request
 from gateway.scenario import load_scenario
@@ -56,6 +59,8 @@ def main(argv: list[str]) -> int:
     sc = load_scenario(Path(args[0])).scaled()
     trace = build_trace(sc, sc.seed)
     n = len(trace)
+    st = status()
+    print(f"native: {'on' if st['active'] else 'off'} ({st['reason']})", flush=True)
     for name in args[1:]:
         c0 = time.process_time()
         res = simulate(sc, trace, make_policy(name, sc.profile_book, sc.seed), sc.seed,

@@ -1,9 +1,14 @@
-"""Scorers: a cost per candidate, lower is better; each module states its formula and units."""
+"""Scorers: a cost per candidate, lower is better; each module states its formula and units.
 
+No module here is named like the function it exports: ``from gateway.routing.scorers import
+queue_depth`` then means the function for mypy, mypyc and Python alike (with a module of that
+name, compiled code imports the module; :mod:`gateway.native_build` refuses such lines).
+"""
+
+from gateway.routing.scorers.depth import queue_depth
 from gateway.routing.scorers.efficiency import efficiency_cost
+from gateway.routing.scorers.headroom import slo_headroom
+from gateway.routing.scorers.latency import predicted_latency
 from gateway.routing.scorers.peak_ewma import peak_ewma_cost
-from gateway.routing.scorers.predicted_latency import predicted_latency
-from gateway.routing.scorers.queue_depth import queue_depth
-from gateway.routing.scorers.slo_headroom import slo_headroom
 
 __all__ = ["efficiency_cost", "peak_ewma_cost", "predicted_latency", "queue_depth", "slo_headroom"]
