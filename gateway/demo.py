@@ -70,7 +70,7 @@ async def _load(
     """Replay the trace once per demo policy; the number of failed (error/lost) requests."""
     from loadtest.bench_stats import summarize
     from loadtest.bench_workload import live_trace, scenario_for_run
-    from loadtest.client import replay
+    from loadtest.loops import replay
 
     run = scenario_for_run(sc, duration)
     trace = live_trace(run)

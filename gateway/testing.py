@@ -3,26 +3,19 @@
 The code under test stays the real code (STYLE.md principle 5): :class:`FakeUpstream` stands
 in for the network to Triton, :class:`FixedPolicy` for a routing policy; the state seam's fake
 is the real in-process :class:`gateway.state.memory_store.MemoryStore`. For tests of a real
-``synergai serve`` process: :func:`start_serve` and :func:`wait_serve_ready`; for an in-process
+``synergai serve`` process, :class:`loadtest.gateway_process.GatewayProcess`; for an in-process
 gateway over a test fleet of Triton workers: :func:`fleet_settings`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from gateway.core.net import free_port
 from gateway.errors import GatewayError
 from gateway.routing.types import Decision, Request, WorkerInfo
 from gateway.settings import Settings, WorkerSpec
@@ -33,8 +26,6 @@ __all__ = [
     "FixedPolicy",
     "SentRequest",
     "fleet_settings",
-    "start_serve",
-    "wait_serve_ready",
 ]
 
 
@@ -129,38 +120,3 @@ def fleet_settings(workers: Sequence[Any], profiles: Path, **overrides: Any) -> 
         "log_level": "warning",
     }
     return Settings(**(base | overrides))
-
-
-def start_serve(
-    cfg: Path, port: int, *, redis_url: str | None, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[str]:
-    """Spawn ``python -m gateway.cli serve --config cfg`` on ``127.0.0.1:port`` (non-blocking).
-
-    The environment is this process's without any ``SYNERGAI_*`` variable, with
-    ``REDIS_URL=redis_url`` (removed when None: the gateway embeds its own) and ``env`` on top.
-    The gRPC front door gets a free port; stdout and stderr go, as text, to ``proc.stdout``.
-    """
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGAI_")}
-    full.pop("REDIS_URL", None)
-    if redis_url is not None:
-        full["REDIS_URL"] = redis_url
-    full["SYNERGAI_HOST"] = "127.0.0.1"
-    full.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg),
-         "--port", str(port), "--grpc-port", str(free_port())],
-        env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def wait_serve_ready(proc: subprocess.Popen[str], url: str, timeout_s: float = 30.0) -> None:
-    """Poll ``url``'s ``/v2/health/ready`` until 200; assert ``proc`` lives, within the time."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.1)

@@ -44,7 +44,8 @@ from rich.console import Console
 
 from loadtest.bench_stats import summarize
 from loadtest.bench_workload import live_trace, scenario_for_run
-from loadtest.client import Arrival, Outcome, Payloads, Protocol, replay
+from loadtest.client import Arrival, Outcome, Payloads, Protocol
+from loadtest.loops import replay
 
 __all__ = ["LiveRun", "machine", "run_bench", "run_live", "run_sim_policies"]
 
@@ -249,7 +250,7 @@ def run_live(
             ) as progress:
                 for name in policies:
                     task = progress.add_task(f"{name:<18}", total=len(trace))
-                    gws = stack.start_gateways(name, grpc=protocol == "grpc")
+                    gws = stack.start_gateways(name)
                     targets = [g.url if protocol == "http" else g.grpc_target for g in gws]
 
                     def on_progress(done: int, total: int, _task: Any = task) -> None:

@@ -1,30 +1,24 @@
-"""Open-loop replay of an arrival trace against KServe v2 endpoints, measured at the client.
+"""The load generator's one client: KServe v2 infer over REST or gRPC, measured at the client.
 
-Open loop means an arrival never waits for an earlier response: request ``i`` is sent at
-``t0 + trace[i].t_s`` whatever happened before, so a slow policy cannot slow its own load down
-(no coordinated omission). Latency is measured from the *scheduled* send time to the end of the
-response, so time lost waiting for a free connection or for the client's own event loop counts
-against the request, as a real client would see it; :attr:`Outcome.lag_ms` (actual send minus
-scheduled send) shows how much of that was the client itself.
-
-One asyncio loop drives everything: an ``aiohttp`` session (``TCPConnector(limit=N)``, keep-alive)
-for REST, or one ``grpc.aio`` channel per target for gRPC. Requests are spread over the targets
-(gateway replicas) round robin in trace order, so each replica sees the same share of every
-stream. Each request carries its hints as ``x-slo-ms``, ``x-priority`` and ``x-category`` headers
-(gRPC metadata); answers are classified as
+:mod:`loadtest.loops` drives it open loop (:func:`~loadtest.loops.replay`, a trace sent on
+schedule) or closed loop (:func:`~loadtest.loops.closed_loop`); both give one :class:`Outcome`
+per request. Requests carry their hints as ``x-slo-ms``, ``x-priority`` and ``x-category``
+headers (gRPC metadata); answers are classified as
 
 * ``ok``: HTTP 200 / gRPC OK,
 * ``shed``: HTTP 429 / ``RESOURCE_EXHAUSTED`` (the gateway refused it to protect the SLO),
 * ``error``: any other status or a transport error,
 * ``lost``: no answer before the client gave up (``timeout_s``).
+
+REST goes over one ``aiohttp`` session (keep-alive, a bounded pool), gRPC over ``grpc.aio``
+channels. No ``User-Agent`` or ``Accept-Encoding`` header is sent (as ``tritonclient``; Triton's
+gzip answers would only cost the client CPU).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,14 +26,14 @@ import orjson
 
 __all__ = [
     "Arrival",
-    "ClosedLoopResult",
     "Outcome",
     "Payloads",
     "Protocol",
+    "Reply",
+    "Sender",
     "Status",
-    "closed_loop",
-    "connections_for",
-    "replay",
+    "hints",
+    "open_sender",
 ]
 
 Protocol = Literal["http", "grpc"]
@@ -82,6 +76,8 @@ class Outcome:
         worker: the ``x-synergai-worker`` response header, when the gateway sent one.
         target: index of the target (gateway replica) it was sent to.
         predicted_ms: the gateway's ``x-synergai-predicted-ms`` for it (``nan`` if none).
+        start_s: when it was due (open loop: scheduled; closed loop: sent), client clock, s.
+        end_s: when its answer (or failure) arrived, client clock, s.
     """
 
     status: Status
@@ -91,6 +87,8 @@ class Outcome:
     worker: str = ""
     target: int = 0
     predicted_ms: float = math.nan
+    start_s: float = 0.0
+    end_s: float = 0.0
 
 
 @dataclass
@@ -133,43 +131,20 @@ class Payloads:
         return req
 
 
-def connections_for(trace: Sequence[Arrival], timeout_s: float, cap: int = 2048) -> int:
-    """Connections enough for the trace even when the system under test stalls.
-
-    ``N = clamp(peak_rps x timeout_s + 16, 16, cap)``, where ``peak_rps`` is the largest number
-    of arrivals in any one-second window: the most requests that can be in flight at once
-    before the client gives up on them. A smaller pool would make the *client* a shared queue:
-    when one overloaded worker holds every connection, requests for healthy workers would wait
-    for a connection, and a bad policy would look worse than it is (head-of-line blocking the
-    simulator does not have).
-
-    Args:
-        trace: the arrivals.
-        timeout_s: the client's per-request timeout.
-        cap: the largest pool (file descriptors).
-    """
-    if not trace:
-        return 16
-    times = sorted(a.t_s for a in trace)
-    peak, j = 1, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        peak = max(peak, i - j + 1)
-    n = math.ceil(peak * timeout_s) + 16
-    return max(16, min(cap, n))
+def hints(a: Arrival) -> tuple[tuple[str, str], ...]:
+    """The hint headers (gRPC metadata) an arrival carries: SLO, priority, category."""
+    return (
+        ("x-slo-ms", f"{a.slo_ms:g}"),
+        ("x-priority", str(a.priority)),
+        ("x-category", a.category),
+    )
 
 
-def _headers(a: Arrival) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        "x-slo-ms": f"{a.slo_ms:g}",
-        "x-priority": str(a.priority),
-        "x-category": a.category,
-    }
+Reply = tuple[Status, str, str, float]
+"""What a sender makes of one answer: (status, code, worker, predicted ms)."""
 
 
-class _Sender:
+class Sender:
     """One protocol's way of sending one request and classifying the answer."""
 
     async def open(self) -> None:
@@ -178,12 +153,16 @@ class _Sender:
     async def close(self) -> None:
         """Close every connection."""
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
-        """Send ``a`` to ``target``; return (status, code, worker, predicted ms)."""
+    async def send(
+        self, model: str, batch: int, meta: Sequence[tuple[str, str]], target: int, lane: int
+    ) -> Reply:
+        """Send one request to ``target`` (on channel ``lane`` where that means anything)."""
         raise NotImplementedError
 
 
-class _HttpSender(_Sender):
+class _HttpSender(Sender):
+    """One ``aiohttp`` session, keep-alive, at most ``conns`` connections over all targets."""
+
     def __init__(self, urls: Sequence[str], payloads: Payloads, conns: int, timeout_s: float):
         self._urls = [u.rstrip("/") for u in urls]
         self._payloads = payloads
@@ -200,7 +179,7 @@ class _HttpSender(_Sender):
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            skip_auto_headers=("User-Agent",),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
 
     async def close(self) -> None:
@@ -208,13 +187,16 @@ class _HttpSender(_Sender):
             await self._session.close()
             self._session = None
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
+    async def send(
+        self, model: str, batch: int, meta: Sequence[tuple[str, str]], target: int, lane: int
+    ) -> Reply:
         import aiohttp
 
-        url = f"{self._urls[target]}/v2/models/{a.model}/infer"
-        body = self._payloads.json_body(a.model, a.batch)
+        url = f"{self._urls[target]}/v2/models/{model}/infer"
+        body = self._payloads.json_body(model, batch)
+        headers = {"content-type": "application/json", **dict(meta)}
         try:
-            async with self._session.post(url, data=body, headers=_headers(a)) as resp:
+            async with self._session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 code = resp.status
                 worker = resp.headers.get("x-synergai-worker", "")
@@ -230,13 +212,18 @@ class _HttpSender(_Sender):
         return "error", str(code), worker, predicted
 
 
-class _GrpcSender(_Sender):
-    def __init__(self, targets: Sequence[str], payloads: Payloads, timeout_s: float):
+class _GrpcSender(Sender):
+    """``lanes`` ``grpc.aio`` channels per target (one per closed-loop client; one for replay)."""
+
+    def __init__(
+        self, targets: Sequence[str], payloads: Payloads, timeout_s: float, lanes: int = 1
+    ):
         self._targets = [t.removeprefix("grpc://") for t in targets]
         self._payloads = payloads
         self._timeout_s = timeout_s
+        self._lanes = max(1, lanes)
         self._channels: list[Any] = []
-        self._stubs: list[Any] = []
+        self._stubs: list[list[Any]] = []
 
     async def open(self) -> None:
         import grpc
@@ -244,9 +231,12 @@ class _GrpcSender(_Sender):
 
         opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         for t in self._targets:
-            ch = grpc.aio.insecure_channel(t, options=opts)
-            self._channels.append(ch)
-            self._stubs.append(service_pb2_grpc.GRPCInferenceServiceStub(ch))
+            stubs = []
+            for _ in range(self._lanes):
+                ch = grpc.aio.insecure_channel(t, options=opts)
+                self._channels.append(ch)
+                stubs.append(service_pb2_grpc.GRPCInferenceServiceStub(ch))
+            self._stubs.append(stubs)
 
     async def close(self) -> None:
         for ch in self._channels:
@@ -254,16 +244,14 @@ class _GrpcSender(_Sender):
         self._channels.clear()
         self._stubs.clear()
 
-    async def send(self, a: Arrival, target: int) -> tuple[Status, str, str, float]:
+    async def send(
+        self, model: str, batch: int, meta: Sequence[tuple[str, str]], target: int, lane: int
+    ) -> Reply:
         import grpc
 
-        req = self._payloads.grpc_request(a.model, a.batch)
-        md = (
-            ("x-slo-ms", f"{a.slo_ms:g}"),
-            ("x-priority", str(a.priority)),
-            ("x-category", a.category),
-        )
-        call = self._stubs[target].ModelInfer(req, metadata=md, timeout=self._timeout_s)
+        req = self._payloads.grpc_request(model, batch)
+        stub = self._stubs[target][lane % self._lanes]
+        call = stub.ModelInfer(req, metadata=tuple(meta), timeout=self._timeout_s)
         try:
             await call
         except grpc.aio.AioRpcError as exc:
@@ -283,6 +271,34 @@ class _GrpcSender(_Sender):
         return "ok", "OK", worker, predicted
 
 
+def open_sender(
+    protocol: Protocol,
+    targets: Sequence[str],
+    payloads: Payloads,
+    timeout_s: float,
+    *,
+    conns: int,
+    lanes: int = 1,
+) -> Sender:
+    """A sender of ``protocol`` requests to ``targets`` (call ``await open()`` in the loop).
+
+    Args:
+        protocol: ``http`` or ``grpc``.
+        targets: base URLs (``http://h:p``) for ``http``; ``host:port`` for ``grpc``.
+        payloads: the body cache.
+        timeout_s: per-request timeout (then ``lost``).
+        conns: HTTP connection pool size, over all targets.
+        lanes: gRPC channels per target (a request picks one by its ``lane``).
+    """
+    if not targets:
+        raise ValueError("the client needs at least one target")
+    if protocol == "http":
+        return _HttpSender(targets, payloads, conns, timeout_s)
+    if protocol == "grpc":
+        return _GrpcSender(targets, payloads, timeout_s, lanes)
+    raise ValueError(f"unknown protocol {protocol!r} (http or grpc)")
+
+
 def _float(text: str | None) -> float:
     try:
         return float(text) if text else math.nan
@@ -297,225 +313,3 @@ def _md_get(md: Any, key: str = "x-synergai-worker") -> str:
         if k == key:
             return v if isinstance(v, str) else v.decode()
     return ""
-
-
-async def replay(
-    trace: Sequence[Arrival],
-    targets: Sequence[str],
-    protocol: Protocol = "http",
-    *,
-    connections: int | None = None,
-    timeout_s: float = 10.0,
-    payloads: Payloads | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_start: Callable[[float], None] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> list[Outcome]:
-    """Send every arrival at its time, open loop, and return one outcome per arrival.
-
-    Args:
-        trace: arrivals sorted by ``t_s`` (real seconds after the start).
-        targets: base URLs (``http://h:p``) for ``http``; ``host:port`` for ``grpc``.
-        protocol: ``http`` or ``grpc``.
-        connections: HTTP connection pool size (default :func:`connections_for`).
-        timeout_s: a request not answered after this long is ``lost``.
-        payloads: body cache to reuse between replays.
-        on_progress: called as ``(done, total)`` roughly every 2% of the trace.
-        on_start: called once, just before the first send, with the ``time.time()`` epoch
-            of the trace's t=0 (so a fleet can start its fault clock on the same origin).
-        clock: monotonic seconds (injected for tests).
-
-    Returns:
-        Outcomes in trace order.
-    """
-    if not targets:
-        raise ValueError("replay needs at least one target")
-    payloads = payloads or Payloads()
-    sender: _Sender
-    if protocol == "http":
-        conns = connections or connections_for(trace, timeout_s)
-        sender = _HttpSender(targets, payloads, conns, timeout_s)
-    elif protocol == "grpc":
-        sender = _GrpcSender(targets, payloads, timeout_s)
-    else:
-        raise ValueError(f"unknown protocol {protocol!r} (http or grpc)")
-    for a in trace:  # build bodies before the clock starts
-        if protocol == "http":
-            payloads.json_body(a.model, a.batch)
-        else:
-            payloads.grpc_request(a.model, a.batch)
-
-    total = len(trace)
-    outcomes: list[Outcome | None] = [None] * total
-    done = 0
-    step = max(1, total // 50)
-    n_targets = len(targets)
-
-    async def one(i: int, a: Arrival, due: float) -> None:
-        nonlocal done
-        sent = clock()
-        target = i % n_targets
-        try:
-            status, code, worker, predicted = await sender.send(a, target)
-        except Exception as exc:
-            status, code, worker, predicted = "error", type(exc).__name__, "", math.nan
-        end = clock()
-        outcomes[i] = Outcome(
-            status=status,
-            latency_ms=(end - due) * 1000.0,
-            lag_ms=max(0.0, (sent - due) * 1000.0),
-            code=code,
-            worker=worker,
-            target=target,
-            predicted_ms=predicted,
-        )
-        done += 1
-        if on_progress is not None and (done % step == 0 or done == total):
-            on_progress(done, total)
-
-    await sender.open()
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        t0 = clock() + 0.05
-        if on_start is not None:
-            on_start(time.time() + (t0 - clock()))
-        for i, a in enumerate(trace):
-            due = t0 + a.t_s
-            delay = due - clock()
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, a, due)))
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s + 5.0)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await sender.close()
-    return [
-        o if o is not None else Outcome(status="lost", latency_ms=timeout_s * 1000.0)
-        for o in outcomes
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedLoopResult:
-    """What a closed-loop run measured.
-
-    Attributes:
-        concurrency: clients, each sending its next request when the last one answered.
-        seconds: measured wall time (after warm-up).
-        latencies_ms: latency of every successful request in the measured window.
-        errors: failed requests in the measured window.
-    """
-
-    concurrency: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        """Successful requests per second."""
-        return len(self.latencies_ms) / self.seconds if self.seconds > 0 else 0.0
-
-
-async def closed_loop(
-    target: str,
-    protocol: Protocol,
-    concurrency: int,
-    duration_s: float,
-    *,
-    model: str,
-    warmup_s: float = 0.5,
-    headers: dict[str, str] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> ClosedLoopResult:
-    """``concurrency`` clients in a loop against one target for ``warmup_s + duration_s``.
-
-    Requests that *start* during warm-up are not counted; the measured window is
-    ``duration_s`` long. One keep-alive connection (HTTP) or one channel (gRPC) per client.
-
-    Args:
-        target: ``http://h:p`` or ``h:p`` (gRPC).
-        protocol: ``http`` or ``grpc``.
-        concurrency: number of clients.
-        duration_s: measured seconds.
-        model: model to call (batch 1, the same tiny tensor as :class:`Payloads`).
-        warmup_s: unmeasured seconds first.
-        headers: extra headers / metadata (hints).
-        clock: monotonic seconds.
-    """
-    payloads = Payloads()
-    lat: list[float] = []
-    errors = 0
-    t_start = clock()
-    t_measure = t_start + warmup_s
-    t_end = t_measure + duration_s
-    hdrs = {"content-type": "application/json", **(headers or {})}
-
-    if protocol == "http":
-        import aiohttp
-
-        body = payloads.json_body(model, 1)
-        url = f"{target.rstrip('/')}/v2/models/{model}/infer"
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=30),
-            skip_auto_headers=("User-Agent",),
-        ) as session:
-
-            async def client() -> None:
-                nonlocal errors
-                while True:
-                    t = clock()
-                    if t >= t_end:
-                        return
-                    try:
-                        async with session.post(url, data=body, headers=hdrs) as resp:
-                            await resp.read()
-                            good = resp.status == 200
-                    except (aiohttp.ClientError, OSError, TimeoutError):
-                        good = False
-                    if t >= t_measure:
-                        if good:
-                            lat.append((clock() - t) * 1000.0)
-                        else:
-                            errors += 1
-
-            await asyncio.gather(*(client() for _ in range(concurrency)))
-    else:
-        import grpc
-        from tritonclient.grpc import service_pb2_grpc
-
-        req = payloads.grpc_request(model, 1)
-        md = tuple((k, v) for k, v in hdrs.items() if k != "content-type")
-        channels = [
-            grpc.aio.insecure_channel(target.removeprefix("grpc://")) for _ in range(concurrency)
-        ]
-        try:
-
-            async def gclient(ch: Any) -> None:
-                nonlocal errors
-                stub = service_pb2_grpc.GRPCInferenceServiceStub(ch)
-                while True:
-                    t = clock()
-                    if t >= t_end:
-                        return
-                    try:
-                        await stub.ModelInfer(req, metadata=md, timeout=30)
-                        good = True
-                    except grpc.aio.AioRpcError:
-                        good = False
-                    if t >= t_measure:
-                        if good:
-                            lat.append((clock() - t) * 1000.0)
-                        else:
-                            errors += 1
-
-            await asyncio.gather(*(gclient(ch) for ch in channels))
-        finally:
-            for ch in channels:
-                await ch.close()
-    return ClosedLoopResult(concurrency, max(1e-9, min(clock(), t_end) - t_measure), lat, errors)

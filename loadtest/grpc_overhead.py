@@ -4,11 +4,12 @@ One run, one set of servers: a real Triton server with one emulated model that a
 (``echo``, 0.01 ms, two instances), a real Valkey, and one ``synergai serve`` replica (its own
 process, uvloop, the default policy). Four ways in: {HTTP, gRPC} x {direct, gateway}, each a
 closed loop of ``c`` clients (one keep-alive connection / one channel each, the same tiny FP32
-[1, 4] tensor; :func:`loadtest.client.closed_loop`, the client ``synergai bench overhead`` uses).
+[1, 4] tensor; :func:`loadtest.loops.closed_loop`, the client ``synergai bench overhead`` uses).
 
 To keep drift (CPU frequency, a noisy neighbour) out of the comparison, every concurrency runs
 ``--rounds`` rounds and each round visits the four targets in turn; latencies are pooled per
-target. Added latency = gateway percentile - direct percentile, per protocol.
+target (:func:`loadtest.loops.interleaved`). Added latency = gateway percentile - direct
+percentile, per protocol.
 
 Run::
 
@@ -21,9 +22,9 @@ Run::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.bench_stats import percentile
-from loadtest.client import Protocol, closed_loop
-from loadtest.overhead import MODEL, write_overhead_config
+from loadtest.client import Protocol
+from loadtest.gateway_process import GatewayProcess
+from loadtest.loops import interleaved
+from loadtest.overhead_rig import MODEL, echo_rig
 
 __all__ = ["CONCURRENCY", "main", "run"]
 
@@ -50,82 +53,68 @@ def _round(v: float | None) -> float | None:
 
 def run(seconds: float, rounds: int, concurrency: Sequence[int]) -> dict[str, Any]:
     """Start the servers, measure every target, stop everything; the result document."""
-    from loadtest.bench_stack import GatewayProcess, Valkey
-    from workers.launcher import TritonServer
-    from workers.repository import EmulatedModel, ServerSpec
-
     wd = Path(tempfile.mkdtemp(prefix="synergai-grpc-overhead-"))
-    server = TritonServer(
-        ServerSpec(name="overhead-0", models=[EmulatedModel.fixed(MODEL, 0.01)], instances=2), wd
-    )
-    valkey = Valkey()
-    gw: GatewayProcess | None = None
     try:
-        server.start()
-        server.wait_ready(60)
-        valkey.start()
-        cfg = write_overhead_config(wd, server)
-        gw = GatewayProcess(cfg, wd, policy="synergai", redis_url=valkey.url, name="grpc-overhead")
-        gw.start()
-        gw.wait_ready()
-        targets: list[tuple[str, Protocol, str]] = [
-            ("direct", "http", server.http_url),
-            ("gateway", "http", gw.url),
-            ("direct", "grpc", server.grpc_url),
-            ("gateway", "grpc", gw.grpc_target),
-        ]
-        rows: list[dict[str, Any]] = []
-        added: list[dict[str, Any]] = []
-        for c in concurrency:
-            lat: dict[tuple[str, str], list[float]] = {(t, p): [] for t, p, _ in targets}
-            errors: dict[tuple[str, str], int] = dict.fromkeys(lat, 0)
-            measured: dict[tuple[str, str], float] = dict.fromkeys(lat, 0.0)
-            for r in range(rounds):
-                for target, proto, url in targets:
-                    _say(f"concurrency {c}, round {r + 1}/{rounds}: {target}/{proto}")
-                    res = asyncio.run(closed_loop(url, proto, c, seconds, model=MODEL))
-                    lat[(target, proto)] += res.latencies_ms
-                    errors[(target, proto)] += res.errors
-                    measured[(target, proto)] += res.seconds
-            for key, values in lat.items():
-                rows.append(
-                    {
-                        "target": key[0],
-                        "protocol": key[1],
-                        "concurrency": c,
-                        "requests": len(values),
-                        "errors": errors[key],
-                        "rps": round(len(values) / max(measured[key], 1e-9), 1),
-                        "p50_ms": _round(percentile(values, 50)),
-                        "p99_ms": _round(percentile(values, 99)),
-                    }
+        with contextlib.ExitStack() as stack:
+            server, valkey, cfg = stack.enter_context(echo_rig(wd))
+            gw = stack.enter_context(
+                GatewayProcess(
+                    cfg, wd, policy="synergai", redis_url=valkey.url, name="grpc-overhead"
                 )
-            for door in ("http", "grpc"):
-                d, g = lat[("direct", door)], lat[("gateway", door)]
-                p50 = (percentile(g, 50) or 0.0) - (percentile(d, 50) or 0.0)
-                p99 = (percentile(g, 99) or 0.0) - (percentile(d, 99) or 0.0)
-                added.append(
-                    {
-                        "protocol": door,
-                        "concurrency": c,
-                        "added_p50_ms": round(p50, 3),
-                        "added_p99_ms": round(p99, 3),
-                    }
-                )
-        return {
-            "mode": "grpc_overhead",
-            "seconds_per_run": seconds,
-            "rounds": rounds,
-            "rows": rows,
-            "added": added,
-        }
+            )
+            return _measure(server, gw, seconds, rounds, concurrency)
     finally:
-        if gw is not None:
-            with contextlib.suppress(Exception):
-                gw.stop()
-        with contextlib.suppress(Exception):
-            valkey.stop()
-        server.stop()
+        shutil.rmtree(wd, ignore_errors=True)
+
+
+def _measure(
+    server: Any, gw: GatewayProcess, seconds: float, rounds: int, concurrency: Sequence[int]
+) -> dict[str, Any]:
+    """Rounds over the four targets at each concurrency; the result document."""
+    targets: list[tuple[tuple[str, str], Protocol, str]] = [
+        (("direct", "http"), "http", server.http_url),
+        (("gateway", "http"), "http", gw.url),
+        (("direct", "grpc"), "grpc", server.grpc_url),
+        (("gateway", "grpc"), "grpc", gw.grpc_target),
+    ]
+    rows: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
+    for c in concurrency:
+        pooled = interleaved(targets, c, seconds, rounds, model=MODEL, say=_say)
+        for (target, proto), res in pooled.items():
+            values = res.latencies_ms
+            rows.append(
+                {
+                    "target": target,
+                    "protocol": proto,
+                    "concurrency": c,
+                    "requests": len(values),
+                    "errors": res.errors,
+                    "rps": round(len(values) / max(res.seconds, 1e-9), 1),
+                    "p50_ms": _round(percentile(values, 50)),
+                    "p99_ms": _round(percentile(values, 99)),
+                }
+            )
+        for door in ("http", "grpc"):
+            d = pooled[("direct", door)].latencies_ms
+            g = pooled[("gateway", door)].latencies_ms
+            p50 = (percentile(g, 50) or 0.0) - (percentile(d, 50) or 0.0)
+            p99 = (percentile(g, 99) or 0.0) - (percentile(d, 99) or 0.0)
+            added.append(
+                {
+                    "protocol": door,
+                    "concurrency": c,
+                    "added_p50_ms": round(p50, 3),
+                    "added_p99_ms": round(p99, 3),
+                }
+            )
+    return {
+        "mode": "grpc_overhead",
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        "rows": rows,
+        "added": added,
+    }
 
 
 def _table(doc: dict[str, Any]) -> str:

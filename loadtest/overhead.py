@@ -29,11 +29,9 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,170 +40,16 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.bench_stats import percentile
-from loadtest.client import ClosedLoopResult, Protocol, closed_loop
+from loadtest.client import Protocol
+from loadtest.gateway_process import GatewayProcess
+from loadtest.loops import ClosedLoopResult, closed_loop
+from loadtest.overhead_rig import MODEL, MODEL_MS, Nginx, echo_rig, nginx_binary
 
-__all__ = [
-    "CONCURRENCY",
-    "MODEL",
-    "Nginx",
-    "main",
-    "nginx_binary",
-    "plot_overhead",
-    "run_overhead",
-    "summarize_collapsed",
-    "write_overhead_config",
-]
+__all__ = ["CONCURRENCY", "main", "plot_overhead", "run_overhead", "summarize_collapsed"]
 
 CONCURRENCY: tuple[int, ...] = (1, 8, 32, 128)
 """Closed-loop client counts, each its own row."""
-MODEL = "echo"
-"""The emulated model every row calls."""
-_MODEL_MS = 0.01
-_ARCH = "overhead-cpu"
 _WARMUP_S = 0.5
-
-
-def nginx_binary() -> str | None:
-    """Path of the ``nginx`` binary, or None when not installed."""
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
-
-
-class Nginx:
-    """``nginx`` in the foreground with a generated config: ``least_conn`` to one upstream.
-
-    One worker process (as the gateway is one process), access log off, HTTP/1.1 keep-alive
-    to the upstream (``keepalive 256``), temp paths in its own directory.
-    """
-
-    def __init__(self, binary: str, upstream_port: int, workdir: Path) -> None:
-        from workers.launcher import free_ports
-
-        self.binary = binary
-        self.port = free_ports(1)[0]
-        self.dir = workdir / "nginx"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o777)
-        self.conf = self.dir / "nginx.conf"
-        d = self.dir
-        self.conf.write_text(
-            f"""worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  upstream triton {{
-    least_conn;
-    server 127.0.0.1:{upstream_port};
-    keepalive 256;
-  }}
-  server {{
-    listen 127.0.0.1:{self.port} backlog=4096;
-    keepalive_requests 1000000;
-    location / {{
-      proxy_pass http://triton;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }}
-  }}
-}}
-""",
-            encoding="utf-8",
-        )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start and wait until the port answers."""
-        from loadtest.bench_stack import StackError, http_get
-        from workers import reaper
-
-        self._proc = subprocess.Popen(
-            [self.binary, "-p", str(self.dir), "-c", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "stderr.log", "ab"),  # noqa: SIM115 - child owns it
-            start_new_session=True,
-            preexec_fn=reaper.preexec_for_child(),
-        )
-        reaper.register(self._proc.pid, "nginx")
-        deadline = time.monotonic() + timeout
-        while http_get(self.port, "/v2/health/ready")[0] != 200:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                err = (self.dir / "stderr.log").read_text(errors="replace")[-2000:]
-                self.stop()
-                raise StackError(f"nginx did not start: {err}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGQUIT (graceful), then SIGKILL the group; reap."""
-        from workers import reaper
-
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        reaper.kill_group(proc.pid)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-        reaper.unregister(proc.pid)
-        self._proc = None
-
-
-def write_overhead_config(wd: Path, server: Any) -> Path:
-    """Write the profile and gateway config for one emulated ``server`` under ``wd``; its path.
-
-    ``server`` is a started :class:`workers.launcher.TritonServer` serving :data:`MODEL`.
-    """
-    from loadtest.bench_stack import write_worker_config
-
-    prof_dir = wd / "profiles" / _ARCH
-    prof_dir.mkdir(parents=True)
-    (prof_dir / f"{MODEL}.yaml").write_text(
-        f"arch: {_ARCH}\nmodel: {MODEL}\nengine: emulated\nsource: overhead benchmark\n"
-        "max_batch: 8\nlatency_ms:\n  1: {p50: 0.2, p99: 0.6}\n  8: {p50: 0.3, p99: 0.8}\n",
-        encoding="utf-8",
-    )
-    cfg = wd / "gateway.yaml"
-    write_worker_config(
-        cfg,
-        [
-            {
-                "id": "overhead-0",
-                "pool": "overhead",
-                "arch": _ARCH,
-                "url": server.http_url,
-                "grpc_url": server.grpc_url,
-                "metrics_url": server.metrics_url,
-                "instances": 2,
-                "rtt_ms": 0.0,
-                "models": [MODEL],
-            }
-        ],
-        {MODEL: {"slo_ms": 1000.0}},
-    )
-    doc_cfg = cfg.read_text(encoding="utf-8") + f"profiles: {wd / 'profiles'}\n"
-    cfg.write_text(doc_cfg, encoding="utf-8")
-    return cfg
 
 
 def _row(target: str, protocol: str, r: ClosedLoopResult) -> dict[str, Any]:
@@ -306,6 +150,18 @@ def _table(doc: dict[str, Any]) -> Table:
     return t
 
 
+def _grpc_ready(target: str) -> bool:
+    """Whether the gRPC front door at ``target`` answers ``ServerReady``."""
+    with contextlib.suppress(Exception):
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        with grpc.insecure_channel(target) as ch:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(ch)
+            return bool(stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=2).ready)
+    return False
+
+
 def _gateway_policy() -> str:
     from gateway.routing.registry import policy_names
 
@@ -370,9 +226,6 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         plot: also write a PNG of throughput and p50 against concurrency.
     """
     from loadtest.bench import machine
-    from loadtest.bench_stack import GatewayProcess, Valkey
-    from workers.launcher import TritonServer
-    from workers.repository import EmulatedModel, ServerSpec
 
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     out = err if json_out else Console(width=None if sys.stdout.isatty() else 120)
@@ -387,88 +240,69 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
     wd = Path(tempfile.mkdtemp(prefix="synergai-overhead-"))
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    server: TritonServer | None = None
-    valkey = Valkey()
-    gw: GatewayProcess | None = None
-    nginx: Nginx | None = None
     cpu_ms: float | None = None
     policy = _gateway_policy()
     try:
-        spec = ServerSpec(
-            name="overhead-0", models=[EmulatedModel.fixed(MODEL, _MODEL_MS)], instances=2
-        )
-        server = TritonServer(spec, wd)
-        server.start()
-        server.wait_ready(60)
-        with contextlib.suppress(Exception):
-            server.warm_up(2)
-        valkey.start()
-        cfg = write_overhead_config(wd, server)
-        gw = GatewayProcess(cfg, wd, policy=policy, redis_url=valkey.url, name="overhead")
-        gw.start()
-        gw.wait_ready()
-        targets: list[tuple[str, Protocol, str]] = [
-            ("direct", "http", server.http_url),
-            ("gateway", "http", gw.url),
-        ]
-        nbin = nginx_binary()
-        if nbin:
-            nginx = Nginx(nbin, server.ports.http, wd)
-            nginx.start()
-            targets.append(("nginx", "http", nginx.url))
-        else:
-            msg = "nginx not installed: nginx column skipped (apt-get install -y nginx)"
-            notes.append(msg)
-            err.print(f"[yellow]{msg}[/yellow]")
-        from loadtest.bench_stack import http_get
-
-        grpc_ok = False
-        with contextlib.suppress(Exception):
-            import grpc
-            from tritonclient.grpc import service_pb2, service_pb2_grpc
-
-            with grpc.insecure_channel(gw.grpc_target) as ch:
-                stub = service_pb2_grpc.GRPCInferenceServiceStub(ch)
-                grpc_ok = bool(stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=2).ready)
-        if grpc_ok:
-            targets += [("direct", "grpc", server.grpc_url), ("gateway", "grpc", gw.grpc_target)]
-        else:
-            msg = "gateway gRPC front door not answering: gRPC rows skipped"
-            notes.append(msg)
-            err.print(f"[yellow]{msg}[/yellow]")
-        del http_get
-        gproc = gw.process()
-        gw_cpu = 0.0
-        gw_reqs = 0
-        total = len(targets) * len(CONCURRENCY)
-        say(
-            f"{total} runs of {_WARMUP_S + duration:.1f} s: "
-            f"{', '.join(f'{t}/{p}' for t, p, _ in targets)} x concurrency {list(CONCURRENCY)}"
-        )
-        for target, proto, url in targets:
-            for c in CONCURRENCY:
-                before = _cpu_s(gproc)
-                r = asyncio.run(
-                    closed_loop(url, proto, c, duration, model=MODEL, warmup_s=_WARMUP_S)
-                )
-                used = _cpu_s(gproc) - before
-                row = _row(target, proto, r)
-                if target == "gateway":
-                    row["gateway_cpu_ms_per_request"] = round(
-                        1000 * used / max(1, len(r.latencies_ms) + r.errors), 3
+        with contextlib.ExitStack() as stack:
+            server, valkey, cfg = stack.enter_context(echo_rig(wd))
+            gw = stack.enter_context(
+                GatewayProcess(cfg, wd, policy=policy, redis_url=valkey.url, name="overhead")
+            )
+            targets: list[tuple[str, Protocol, str]] = [
+                ("direct", "http", server.http_url),
+                ("gateway", "http", gw.url),
+            ]
+            nbin = nginx_binary()
+            if nbin:
+                nginx = Nginx(nbin, server.ports.http, wd)
+                stack.callback(nginx.stop)
+                nginx.start()
+                targets.append(("nginx", "http", nginx.url))
+            else:
+                msg = "nginx not installed: nginx column skipped (apt-get install -y nginx)"
+                notes.append(msg)
+                err.print(f"[yellow]{msg}[/yellow]")
+            if _grpc_ready(gw.grpc_target):
+                targets += [
+                    ("direct", "grpc", server.grpc_url),
+                    ("gateway", "grpc", gw.grpc_target),
+                ]
+            else:
+                msg = "gateway gRPC front door not answering: gRPC rows skipped"
+                notes.append(msg)
+                err.print(f"[yellow]{msg}[/yellow]")
+            gproc = gw.process()
+            gw_cpu = 0.0
+            gw_reqs = 0
+            total = len(targets) * len(CONCURRENCY)
+            say(
+                f"{total} runs of {_WARMUP_S + duration:.1f} s: "
+                f"{', '.join(f'{t}/{p}' for t, p, _ in targets)} x concurrency {list(CONCURRENCY)}"
+            )
+            for target, proto, url in targets:
+                for c in CONCURRENCY:
+                    before = _cpu_s(gproc)
+                    r = asyncio.run(
+                        closed_loop(url, proto, c, duration, model=MODEL, warmup_s=_WARMUP_S)
                     )
-                    if proto == "http":
-                        gw_cpu += used
-                        gw_reqs += len(r.latencies_ms) + r.errors
-                rows.append(row)
-                say(
-                    f"{target:>7} {proto:<4} c={c:<3} {row['rps']:>8.1f} req/s  "
-                    f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
-                )
-        cpu_ms = round(1000 * gw_cpu / gw_reqs, 3) if gw_reqs else None
-        prof = os.environ.get("SYNERGAI_OVERHEAD_PROFILE")
-        if prof and gw.pid is not None:
-            _profile(gw.pid, gw.url, Path(prof), max(duration, 5.0), say)
+                    used = _cpu_s(gproc) - before
+                    row = _row(target, proto, r)
+                    if target == "gateway":
+                        row["gateway_cpu_ms_per_request"] = round(
+                            1000 * used / max(1, len(r.latencies_ms) + r.errors), 3
+                        )
+                        if proto == "http":
+                            gw_cpu += used
+                            gw_reqs += len(r.latencies_ms) + r.errors
+                    rows.append(row)
+                    say(
+                        f"{target:>7} {proto:<4} c={c:<3} {row['rps']:>8.1f} req/s  "
+                        f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
+                    )
+            cpu_ms = round(1000 * gw_cpu / gw_reqs, 3) if gw_reqs else None
+            prof = os.environ.get("SYNERGAI_OVERHEAD_PROFILE")
+            if prof and gw.pid is not None:
+                _profile(gw.pid, gw.url, Path(prof), max(duration, 5.0), say)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; every child stopped[/yellow]")
         return 130
@@ -476,13 +310,6 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         err.print(f"[red]overhead failed: {type(exc).__name__}: {exc}[/red]")
         return 1
     finally:
-        if nginx is not None:
-            nginx.stop()
-        if gw is not None:
-            gw.stop()
-        valkey.stop()
-        if server is not None:
-            server.stop()
         shutil.rmtree(wd, ignore_errors=True)
     doc: dict[str, Any] = {
         "mode": "overhead",
@@ -490,7 +317,7 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         "gateway_cpu_ms_per_request": cpu_ms,
         "meta": {
             "loadavg_1m_end": round(os.getloadavg()[0], 2),
-            "model": f"{MODEL} (emulated, {_MODEL_MS} ms, 2 instances)",
+            "model": f"{MODEL} (emulated, {MODEL_MS} ms, 2 instances)",
             "duration_s": duration,
             "warmup_s": _WARMUP_S,
             "gateway_policy": policy,

@@ -219,7 +219,7 @@ def run_loadtest(
         stack = LiveStack(sc, Path(wd), replicas=1, progress=True)
         try:
             stack.start()
-            (gw,) = stack.start_gateways(policy, grpc=protocol != "http")
+            (gw,) = stack.start_gateways(policy)
             print(f"gateway {gw.url} (gRPC {gw.grpc_target}), policy {policy}", file=sys.stderr)
             t0 = time.monotonic()
             cmd = locust_command(gw.url, grpc_target=gw.grpc_target, **opts)

@@ -26,8 +26,7 @@ import orjson
 import pytest
 import yaml
 
-from gateway.core.net import free_port
-from gateway.testing import start_serve, wait_serve_ready
+from loadtest.gateway_process import GatewayProcess
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -96,15 +95,8 @@ def test_overload_sheds_low_priority_and_keeps_high_priority_in_slo(
             }
         )
     )
-    port = free_port()
-    proc = start_serve(cfg, port, redis_url=None)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_serve_ready(proc, base)
-        out = asyncio.run(_open_loop(f"{base}/v2/models/m1/infer", 4.0, {1: 15.0, 0: 100.0}))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with GatewayProcess(cfg, tmp_path) as gw:
+        out = asyncio.run(_open_loop(f"{gw.url}/v2/models/m1/infer", 4.0, {1: 15.0, 0: 100.0}))
     hi = [o for o in out if o[0] == 1]
     lo = [o for o in out if o[0] == 0]
     hi_ok = [ms for _, status, ms, _ in hi if status == 200]

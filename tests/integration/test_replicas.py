@@ -21,7 +21,10 @@ import yaml
 
 from gateway.embedded import EmbeddedValkey
 from gateway.state.background import repair_interval_s
-from loadtest.replicas import GatewayProcess, RedisSampler, closed_loop, excess_over_truth
+from loadtest.client import Outcome
+from loadtest.gateway_process import GatewayProcess
+from loadtest.loops import closed_loop
+from loadtest.replicas import RedisSampler, excess_over_truth
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -61,15 +64,25 @@ def valkey() -> Iterator[EmbeddedValkey]:
 
 
 def _start(fleet: dict[str, Any], url: str, n: int, log: Path) -> list[GatewayProcess]:
-    gws = [GatewayProcess(fleet["config"], url, env=ENV, log=log / f"gw{i}.log") for i in range(n)]
+    gws = [GatewayProcess(fleet["config"], log, redis_url=url, env=ENV, name=str(i))
+           for i in range(n)]  # fmt: skip
     try:
         for g in gws:
-            g.wait_ready()
+            g.start()
+        for g in gws:
+            g.wait_ready(60)
     except BaseException:
         for g in gws:
             g.kill()
         raise
     return gws
+
+
+async def _load(urls: list[str], seconds: float, dead: set[int] | None = None) -> list[Outcome]:
+    """8 closed-loop clients over the gateways (client i on gateway i % n), all measured."""
+    res = await closed_loop(urls, "http", 8, seconds, model="m", warmup_s=0.0, dead=dead,
+                            clock=time.monotonic)  # fmt: skip
+    return res.outcomes
 
 
 async def _until_zero(sampler: RedisSampler, within_s: float) -> float:
@@ -89,15 +102,15 @@ async def test_two_gateways_never_count_more_than_the_truth(
     try:
         sampler = RedisSampler(valkey.url, fleet["workers"])
         sampler.start()
-        outcomes = await closed_loop([g.url for g in gws], "m", 8, 3.0)
+        outcomes = await _load([g.url for g in gws], 3.0)
         await sampler.stop()
-        assert outcomes and all(o.status == 200 for o in outcomes)
-        assert {o.gateway for o in outcomes} == {0, 1}
+        assert outcomes and all(o.status == "ok" for o in outcomes)
+        assert {o.target for o in outcomes} == {0, 1}
         assert {o.worker for o in outcomes} == set(fleet["workers"])
         busy = [s for s in sampler.samples if sum(s[2].values()) > 0]
         assert len(busy) > 10, "the sampler never saw load"
         bad = excess_over_truth(sampler.samples, outcomes, SLACK_S)
-        assert not bad, (bad[:5], max(o.end for o in outcomes))
+        assert not bad, (bad[:5], max(o.end_s for o in outcomes))
         need = next(s for s in (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, SLACK_S)
                     if not excess_over_truth(sampler.samples, outcomes, s))  # fmt: skip
         print(
@@ -110,7 +123,7 @@ async def test_two_gateways_never_count_more_than_the_truth(
         await rest.stop()
     finally:
         for g in gws:
-            assert g.stop() == 0
+            assert g.stop(timeout=30) == 0
 
 
 async def test_kill_9_a_gateway_its_leases_expire_within_the_ttl(
@@ -121,19 +134,19 @@ async def test_kill_9_a_gateway_its_leases_expire_within_the_ttl(
         sampler = RedisSampler(valkey.url, fleet["workers"])
         sampler.start()
         dead: set[int] = set()
-        load = asyncio.create_task(closed_loop([g.url for g in gws], "m", 8, 3.0, dead=dead))
+        load = asyncio.create_task(_load([g.url for g in gws], 3.0, dead=dead))
         await asyncio.sleep(1.0)
         killed_at = time.monotonic()
         await asyncio.to_thread(gws[1].kill)
         dead.add(1)
         outcomes = await load
         await sampler.stop()
-        lost = [o for o in outcomes if o.status != 200]
+        lost = [o for o in outcomes if o.status != "ok"]
         # only what gateway 1 had in flight fails (it had at most its 4 clients' requests)
-        assert all(o.gateway == 1 and o.start <= killed_at + 0.5 for o in lost), lost
+        assert all(o.target == 1 and o.start_s <= killed_at + 0.5 for o in lost), lost
         assert len(lost) <= 4
-        served_after = [o for o in outcomes if o.start > killed_at + 0.5]
-        assert served_after and all(o.status == 200 and o.gateway == 0 for o in served_after)
+        served_after = [o for o in outcomes if o.start_s > killed_at + 0.5]
+        assert served_after and all(o.status == "ok" and o.target == 0 for o in served_after)
         # Redis exceeds the truth by at most the killed gateway's leases
         bad = excess_over_truth(sampler.samples, outcomes, SLACK_S)
         excess = max((out - true for _, _, out, true in bad), default=0)
@@ -147,8 +160,8 @@ async def test_kill_9_a_gateway_its_leases_expire_within_the_ttl(
               f"kill (TTL {TTL_S} s; waited {waited:.2f} s after the load)")  # fmt: skip
     finally:
         for g in gws:
-            if g.proc.poll() is None:
-                assert g.stop() == 0
+            if g.proc is not None:
+                assert g.stop(timeout=30) == 0
 
 
 def _staleness(url: str) -> float:
@@ -176,7 +189,7 @@ async def test_valkey_restart_mid_load_fails_no_request_and_counts_recover(
     try:
         watch = RedisSampler(url, fleet["workers"])
         watch.start()
-        load = asyncio.create_task(closed_loop([g.url for g in gws], "m", 8, 4.0))
+        load = asyncio.create_task(_load([g.url for g in gws], 4.0))
         await asyncio.sleep(1.0)
         await asyncio.to_thread(vk.stop)  # Redis gone, its data with it
         await asyncio.sleep(1.0)
@@ -188,10 +201,10 @@ async def test_valkey_restart_mid_load_fails_no_request_and_counts_recover(
         await watch.stop()
         assert watch.errors > 0 and watch.samples  # it saw the outage and both sides of it
         assert all(v >= 0 for _, _, outs in watch.samples for v in outs.values())
-        failed = [o for o in outcomes if o.status != 200]
+        failed = [o for o in outcomes if o.status != "ok"]
         assert not failed, failed[:5]
         assert stale >= 0.5, stale  # the gateways knew their shared view was stale
-        served_after = [o for o in outcomes if o.start > restarted + 0.5]
+        served_after = [o for o in outcomes if o.start_s > restarted + 0.5]
         assert served_after, "no load after the restart"
         sampler = RedisSampler(url, fleet["workers"])
         await _until_zero(sampler, within_s=2.0)  # consistent at once: no leak, no negative
@@ -203,5 +216,5 @@ async def test_valkey_restart_mid_load_fails_no_request_and_counts_recover(
             await asyncio.sleep(0.2)
     finally:
         for g in gws:
-            assert g.stop() == 0
+            assert g.stop(timeout=30) == 0
         vk.stop()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,9 +28,8 @@ import pytest
 import redis
 import yaml
 
-from gateway.core.net import free_port
 from gateway.embedded import EmbeddedValkey
-from gateway.testing import start_serve, wait_serve_ready
+from loadtest.gateway_process import GatewayProcess
 from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
@@ -84,11 +82,11 @@ def test_sigterm_mid_load_loses_no_accepted_request(
     )
     valkey = EmbeddedValkey()
     redis_url = valkey.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_serve(cfg, port, redis_url=redis_url, env={"SYNERGAI_LOG_LEVEL": "info"})
+    gw = GatewayProcess(cfg, tmp_path, redis_url=redis_url, env={"SYNERGAI_LOG_LEVEL": "info"})
+    url = gw.url
     try:
-        wait_serve_ready(proc, url)
+        gw.start()
+        gw.wait_ready()
         out: Counter[str] = Counter()
 
         async def load() -> None:
@@ -101,12 +99,12 @@ def test_sigterm_mid_load_loses_no_accepted_request(
                     asyncio.create_task(_client(session, url, t0 + 3.0, out)) for _ in range(16)
                 ]
                 await asyncio.sleep(1.5)
-                proc.send_signal(signal.SIGTERM)
+                gw.terminate()
                 await asyncio.gather(*clients)
 
         asyncio.run(load())
-        code = proc.wait(timeout=20)
-        log = proc.stdout.read() if proc.stdout else ""
+        code = gw.wait(timeout=20)
+        log = gw.log()
         m = re.search(r"shutdown: requests answered by code (\{.*?\}); (\d+) abandoned", log)
         said = m.group(0) if m else log[-2000:]
         print(f"\nshutdown: client outcomes {dict(out)}; gateway: {said}")
@@ -125,7 +123,5 @@ def test_sigterm_mid_load_loses_no_accepted_request(
         r.close()
         assert outstanding and not any(outstanding.values()), outstanding
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        gw.kill()
         valkey.stop()

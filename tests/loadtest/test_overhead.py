@@ -1,15 +1,17 @@
-"""Pieces of ``bench overhead`` that need no servers: rows, profile summary, nginx config."""
+"""Pieces of ``bench overhead`` that need no servers: rows, profile summary, plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.client import ClosedLoopResult
-from loadtest.overhead import Nginx, _row, summarize_collapsed
+from loadtest.client import Outcome
+from loadtest.loops import ClosedLoopResult
+from loadtest.overhead import _row, summarize_collapsed
 
 
 def test_row_contract() -> None:
-    r = ClosedLoopResult(concurrency=8, seconds=2.0, latencies_ms=[1.0, 2.0, 3.0, 4.0], errors=1)
+    ok = [Outcome("ok", ms) for ms in (1.0, 2.0, 3.0, 4.0)]
+    r = ClosedLoopResult(concurrency=8, seconds=2.0, outcomes=[*ok, Outcome("error", 9.0)])
     row = _row("gateway", "http", r)
     assert row == {
         "target": "gateway",
@@ -32,16 +34,6 @@ def test_summarize_collapsed() -> None:
     assert "serve" not in totals  # on every stack: left out
     assert "infer" not in totals  # on 90 % of them: left out too
     assert summarize_collapsed("") == "(no samples)\n"
-
-
-def test_nginx_config_is_least_conn_to_upstream(tmp_path: Path) -> None:
-    n = Nginx("/usr/sbin/nginx", 12345, tmp_path)
-    conf = n.conf.read_text()
-    assert "least_conn;" in conf
-    assert "server 127.0.0.1:12345;" in conf
-    assert f"listen 127.0.0.1:{n.port}" in conf
-    assert "worker_processes 1;" in conf
-    assert "daemon off;" in conf
 
 
 def test_plot_overhead(tmp_path: Path) -> None:

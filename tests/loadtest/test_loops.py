@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from loadtest.client import Arrival, closed_loop, connections_for, replay
+from loadtest.client import Arrival
+from loadtest.loops import closed_loop, connections_for, interleaved, replay
 
 
 class FakeKServe:
@@ -160,3 +161,62 @@ def test_connections_for(rate: int, timeout_s: float, expected: int) -> None:
     trace = [Arrival(t_s=i / rate, model="m", slo_ms=10.0) for i in range(rate * 2)]
     # float edges may put one more arrival in a one-second window
     assert expected <= connections_for(trace, timeout_s=timeout_s) <= expected + 10
+
+
+async def test_closed_loop_fails_over_from_a_dead_target(fake) -> None:
+    _, urls = fake
+    dead: set[int] = set()
+    r = await closed_loop(
+        [urls[0], "http://127.0.0.1:9"], "http", 4, 0.3, model="m", warmup_s=0.0, dead=dead
+    )
+    assert dead == {1}
+    # the two clients that started on the refusing target failed once each, then moved over
+    refused = [o for o in r.outcomes if o.status != "ok"]
+    assert len(refused) == 2 and {o.target for o in refused} == {1}
+    assert all(o.target == 0 for o in r.outcomes if o.status == "ok")
+    assert all(o.end_s >= o.start_s for o in r.outcomes)
+
+
+async def test_closed_loop_without_failover_keeps_counting_errors() -> None:
+    r = await closed_loop("http://127.0.0.1:9", "http", 1, 0.2, model="m", warmup_s=0.0)
+    assert r.errors == len(r.outcomes) >= 2 and r.latencies_ms == []
+
+
+def test_interleaved_pools_rounds_per_target() -> None:
+    async def serve() -> tuple[list[web.AppRunner], list[str]]:
+        f = FakeKServe(delay_s=0.01)
+        runners, urls = [], []
+        for _ in range(2):
+            r, u = await _serve(f)
+            runners.append(r)
+            urls.append(u)
+        return runners, urls
+
+    import threading
+
+    loop = asyncio.new_event_loop()
+    runners, urls = loop.run_until_complete(serve())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        said: list[str] = []
+        pooled = interleaved(
+            [("a", "http", urls[0]), ("b", "http", urls[1])],
+            1,
+            0.1,
+            2,
+            model="m",
+            warmup_s=0.0,
+            say=said.append,
+        )
+    finally:
+        for r in runners:
+            asyncio.run_coroutine_threadsafe(r.cleanup(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert set(pooled) == {"a", "b"} and len(said) == 4  # 2 rounds x 2 targets, alternating
+    assert said[0].endswith(": a") and said[1].endswith(": b") and said[2].endswith(": a")
+    for res in pooled.values():
+        assert res.errors == 0 and res.latencies_ms
+        assert res.seconds == pytest.approx(0.2, abs=0.1)  # two 0.1 s rounds pooled
