@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY gateway/ gateway/
 COPY workers/ workers/
 COPY loadtest/ loadtest/
-RUN /opt/venv/bin/pip install . && /opt/venv/bin/synergai --help > /dev/null
+RUN /opt/venv/bin/pip install '.[epp]' && /opt/venv/bin/synergai --help > /dev/null
 
 # --- runtime: slim, non-root, no build tools ---
 FROM ${PYTHON_IMAGE} AS runtime

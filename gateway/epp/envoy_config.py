@@ -42,13 +42,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.epp.endpoints import host_port, is_ip
+
 __all__ = [
     "DEST_HEADER",
     "LB_NAMESPACE",
     "SERVED_KEY",
     "EnvoyLayout",
     "envoy_bootstrap",
-    "host_port",
 ]
 
 DEST_HEADER = "x-gateway-destination-endpoint"
@@ -62,19 +63,6 @@ _EXT_PROC = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.Exter
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _LB = "type.googleapis.com/envoy.extensions.load_balancing_policies."
 _HTTP_OPTS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-
-
-def host_port(endpoint: str) -> tuple[str, int]:
-    """``("127.0.0.1", 8000)`` from ``http://127.0.0.1:8000``, ``127.0.0.1:8000`` or ``[::1]:80``.
-
-    Raises:
-        ValueError: no port in ``endpoint``.
-    """
-    rest = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"endpoint {endpoint!r} has no port")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -152,10 +140,13 @@ def _h2() -> dict[str, Any]:
 
 
 def _static(name: str, endpoints: Sequence[str], lb: dict[str, Any], h2: bool) -> dict[str, Any]:
-    eps = [{"endpoint": {"address": _addr(*host_port(e))}} for e in endpoints]
+    """A cluster of fixed endpoints: ``STATIC`` for IP literals, ``STRICT_DNS`` for hostnames."""
+    hosts = [host_port(e) for e in endpoints]
+    eps = [{"endpoint": {"address": _addr(h, p)}} for h, p in hosts]
+    literal = all(is_ip(h) for h, _ in hosts)
     cluster: dict[str, Any] = {
         "name": name,
-        "type": "STATIC",
+        "type": "STATIC" if literal else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_balancing_policy": lb,
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]},

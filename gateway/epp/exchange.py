@@ -34,7 +34,7 @@ from gateway.api.grpc_wire import parse_infer_head
 from gateway.core.calls import InferCall, worker_fault
 from gateway.core.ticket import Ticket
 from gateway.epp import replies
-from gateway.epp.envoy_config import host_port
+from gateway.epp.endpoints import endpoint_of
 from gateway.epp.protocol import (
     BATCH_HEADER,
     GIE_OBJECTIVE_HEADER,
@@ -52,18 +52,12 @@ from gateway.routing.types import WorkerInfo
 from gateway.service import InferenceService
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["Exchange", "PickerConfig", "endpoint_of"]
+__all__ = ["Exchange", "PickerConfig"]
 
 log = logging.getLogger(__name__)
 
 _HINTS = ("x-slo-ms", "x-priority", "x-category")
 _GRPC_HEADER_BYTES = 5  # gRPC message prefix: 1 byte compressed flag + 4 bytes length
-
-
-def endpoint_of(worker: WorkerInfo, grpc_call: bool) -> str:
-    """``ip:port`` of ``worker`` for REST (its ``url``) or gRPC (its ``grpc_url``)."""
-    host, port = host_port(worker.grpc_url if grpc_call else worker.url)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class PickerConfig:

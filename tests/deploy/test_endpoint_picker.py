@@ -169,3 +169,48 @@ def test_picker_config_loads_and_discovers_every_pool(
              for d in _kind(rendered, "Deployment")
              if "synergai.io/pool" in d["spec"]["template"]["metadata"]["labels"]}  # fmt: skip
     assert pools <= set(settings.discovery.kubernetes.pools)
+
+
+COMPOSE_BOOTSTRAP = ROOT / "docker" / "envoy" / "envoy.yaml"
+COMPOSE_ARGS = ["--config", str(ROOT / "docker/gateway/compose.yaml"), "--epp", "epp:9002",
+                "--listen-host", "0.0.0.0", "--listen-port", "10000"]  # fmt: skip
+
+
+def test_compose_envoy_bootstrap_is_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.epp.bootstrap import main
+
+    assert main(COMPOSE_ARGS) == 0
+    assert COMPOSE_BOOTSTRAP.read_text(encoding="utf-8") == capsys.readouterr().out, (
+        "docker/envoy/envoy.yaml is stale: python -m gateway.epp.bootstrap "
+        + " ".join(COMPOSE_ARGS[2:])
+        + " --config docker/gateway/compose.yaml"
+    )
+
+
+def test_envoy_accepts_the_compose_bootstrap() -> None:
+    import subprocess
+
+    from gateway.epp.envoy_process import find_envoy
+
+    out = subprocess.run(
+        [str(find_envoy()), "--mode", "validate", "-c", str(COMPOSE_BOOTSTRAP),
+         "--disable-hot-restart", "-l", "error"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_compose_envoy_profile(compose: dict[str, Any]) -> None:
+    svcs = compose["services"]
+    epp, envoy = svcs["epp"], svcs["envoy"]
+    assert epp["profiles"] == ["envoy"] and envoy["profiles"] == ["envoy"]
+    assert (
+        epp["command"][0] == "epp"
+        and epp["environment"]["REDIS_URL"] == (svcs["gateway"]["environment"]["REDIS_URL"])
+    )  # one Valkey view for gateway and picker
+    assert any("docker/envoy/envoy.yaml" in v for v in envoy["volumes"])
+    boot = yaml.safe_load(COMPOSE_BOOTSTRAP.read_text(encoding="utf-8"))
+    clusters = {c["name"]: c for c in boot["static_resources"]["clusters"]}
+    addr = clusters["epp"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert addr["address"]["socket_address"] == {"address": "epp", "port_value": 9002}
+    assert clusters["triton_http"]["type"] == "STRICT_DNS"  # compose service names

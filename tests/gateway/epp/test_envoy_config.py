@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.epp.envoy_config import EnvoyLayout, envoy_bootstrap, host_port
+from gateway.epp.endpoints import host_port
+from gateway.epp.envoy_config import EnvoyLayout, envoy_bootstrap
 from gateway.epp.envoy_process import find_envoy
 
 HTTP = ["127.0.0.1:8000", "127.0.0.1:8100"]

@@ -11,7 +11,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from tritonclient.grpc import service_pb2
 
 from gateway.core.clock import ManualClock
-from gateway.epp.exchange import Exchange, PickerConfig, endpoint_of
+from gateway.epp.endpoints import endpoint_of
+from gateway.epp.exchange import Exchange, PickerConfig
 from gateway.epp.protocol import SERVED_KEY, SUBSET_KEY, SUBSET_NAMESPACE
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
