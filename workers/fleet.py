@@ -454,6 +454,14 @@ class Fleet:
         """Multiply a worker's service times by ``factor`` from now on (1.0 to clear)."""
         self.server(worker_id).set_control(slowdown=factor)
 
+    def set_failing(self, worker_id: str, message: str) -> None:
+        """Make every execution on a worker fail with ``message`` (a backend error); ``""`` ends it.
+
+        Triton answers such a failure with HTTP 500 / gRPC ``INTERNAL``, as for a model whose
+        backend broke: the worker's fault, unlike a malformed request.
+        """
+        self.server(worker_id).set_control(fail=message)
+
     def pids(self) -> list[int]:
         """PIDs of every process this fleet runs now (servers, their stubs, the relay)."""
         out: list[int] = []

@@ -150,6 +150,7 @@ class TritonServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._slowdown = 1.0
+        self._fail = ""
         self._origin = origin_epoch
         self._attempts = 0
         write_repository(spec, self.repo, self.control_file)
@@ -188,19 +189,29 @@ class TritonServer:
 
     # -- control file ----------------------------------------------------------------------
     def set_control(
-        self, *, slowdown: float | None = None, origin_epoch: float | None = None
+        self,
+        *,
+        slowdown: float | None = None,
+        origin_epoch: float | None = None,
+        fail: str | None = None,
     ) -> None:
         """Atomically rewrite the control file the model reads on every request.
 
         Args:
             slowdown: fault slowdown factor (1.0 = none); None keeps the current one.
             origin_epoch: ``time.time()`` at which the speed schedule's t=0 is; None keeps it.
+            fail: a message: every execution fails with it (a backend error, Triton's 500 /
+                ``INTERNAL``); ``""`` ends that; None keeps the current one.
         """
         if slowdown is not None:
             self._slowdown = slowdown
         if origin_epoch is not None:
             self._origin = origin_epoch
-        doc = {"slowdown": self._slowdown, "origin_epoch": self._origin}
+        if fail is not None:
+            self._fail = fail
+        doc: dict[str, object] = {"slowdown": self._slowdown, "origin_epoch": self._origin}
+        if self._fail:
+            doc["fail"] = self._fail
         tmp = self.control_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc), encoding="utf-8")
         os.replace(tmp, self.control_file)

@@ -20,8 +20,9 @@ Latency: the execution (which holds one of the server's instance slots, see the 
 limiter in the config) lasts ``exp(mu_B + sigma_B * z)`` ms, z ~ N(0, 1), where ``(mu_B, sigma_B)``
 is the profile's log-normal fit at batch B (``Profile.lognormal``, precomputed by the launcher),
 times the pool's speed at the current time since fleet start, times the slowdown factor in the
-server's control file (fault injection). The control file (JSON ``{"slowdown": f,
-"origin_epoch": t}``) also holds the fleet clock origin, so the fleet can restart its clock
+server's control file (fault injection). With ``"fail": "message"`` in the control file every
+execution fails with that message instead (a broken backend: Triton answers 500 / ``INTERNAL``).
+The control file (JSON ``{"slowdown": f, "origin_epoch": t}``) also holds the fleet clock origin, so the fleet can restart its clock
 (e.g. when a benchmark starts its trace) without reloading models. The time spent computing counts towards that latency.
 
 Queueing without overhead build-up: Triton gives a waiting request its slot ~1 ms after the
@@ -78,6 +79,7 @@ class TritonPythonModel:
         self.control = spec.get("control_file") or ""
         self._control_key = None
         self._slowdown = 1.0
+        self._fail = ""
         self._origin = None
         instance = args.get("model_instance_name", "0")
         self.instance = instance
@@ -147,7 +149,7 @@ class TritonPythonModel:
             st = os.stat(self.control)
         except OSError:
             self._control_key = None
-            self._slowdown, self._origin = 1.0, None
+            self._slowdown, self._origin, self._fail = 1.0, None, ""
             return
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key == self._control_key:
@@ -158,8 +160,9 @@ class TritonPythonModel:
             self._slowdown = float(doc.get("slowdown", 1.0))
             origin = doc.get("origin_epoch")
             self._origin = None if origin is None else float(origin)
+            self._fail = str(doc.get("fail") or "")
         except (OSError, ValueError, TypeError, AttributeError):
-            self._slowdown, self._origin = 1.0, None
+            self._slowdown, self._origin, self._fail = 1.0, None, ""
         self._control_key = key
 
     def service_ms(self, batch, model=0):
@@ -254,6 +257,12 @@ class TritonPythonModel:
 
     def execute(self, requests):
         """Answer each request after its emulated service time (holding this instance)."""
+        self._read_control()
+        if self._fail:  # fault injection: a broken backend (Triton: 500 / INTERNAL)
+            return [
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(self._fail))
+                for _ in requests
+            ]
         responses = []
         t0 = time.monotonic()
         slot, anchor = self._take_slot(t0)
