@@ -44,7 +44,14 @@ from functools import partial
 from typing import Any
 
 from gateway.core.admission import Admission
-from gateway.core.calls import InferCall, InferResult, ServiceConfig, seen_ms, worker_fault
+from gateway.core.calls import (
+    UPSTREAM_ERROR_KIND,
+    InferCall,
+    InferResult,
+    ServiceConfig,
+    finish_view,
+    outcome_of,
+)
 from gateway.core.clock import Clock
 from gateway.core.hints import Hints, resolve_hints
 from gateway.core.retry import RetryBudget, retry_reason
@@ -53,11 +60,11 @@ from gateway.core.timeouts import TimeoutPolicy
 from gateway.core.validate import triton_client_error
 from gateway.errors import (
     BadRequest,
+    ClientDeadlineExceeded,
     GatewayError,
     ModelNotFound,
     NoHealthyWorker,
     Shed,
-    UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -69,7 +76,7 @@ from gateway.settings import ModelDefaults
 from gateway.state.store import Lease, StateStore, WorkerLoad
 from gateway.upstream.base import Upstream, UpstreamResponse
 
-__all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig", "worker_fault"]
+__all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -290,23 +297,24 @@ class InferenceService:
 
         Args:
             ticket: what :meth:`begin` returned.
-            outcome: :attr:`Outcome.SUCCESS` for a 2xx; :attr:`Outcome.NEUTRAL` when the
-                answer says nothing about the worker (a 4xx the request caused, the client
-                went away); otherwise the worker's fault (``ERROR``, ``TIMEOUT``, ``CONNECT``).
+            outcome: how the attempt ended, from :func:`gateway.core.calls.outcome_of` (the one
+                classification, whoever sent the request): ``SUCCESS``; ``NEUTRAL`` when the
+                end says nothing about the worker (the client's fault, the client went away);
+                otherwise the worker's fault (``ERROR``, ``TIMEOUT``, ``CONNECT``).
             latency_ms: response time measured since ``ticket.req.arrival`` (ms), or ``None``
                 when no answer came.
             code: the status for ``synergai_requests_total`` (``"200"``, ``"504"``, ``"499"``).
 
-        Effects: ``view.finish`` (the online correction learns from a success only; a fault or
-        no answer counts as a failure), the health monitor's outlier detection, drift,
-        metrics, in-flight - 1, and the store release (in the background).
+        Effects: the routing view (:func:`gateway.core.calls.finish_view`: the online correction
+        learns from a success only, a worker fault is a failure, a neutral end moves nothing),
+        the health monitor's outlier detection, drift (successes), metrics, in-flight - 1, and
+        the store release (in the background).
         """
         if ticket.ended:
             return
         ticket.ended = True
         req, worker, decision = ticket.req, ticket.worker, ticket.decision
         ok = outcome is Outcome.SUCCESS
-        fault = not ok and outcome is not Outcome.NEUTRAL
         if latency_ms is not None:
             self._observe(req, decision, worker, ok, latency_ms)
             if ok and self.drift is not None:
@@ -315,8 +323,9 @@ class InferenceService:
                 )
         self.inflight -= 1
         self._open.discard(ticket.lease.token)
-        seen = seen_ms(latency_ms, ok, fault, decision)
-        self.view.finish(worker.id, req, ticket.service_ms, seen, self.clock.now())
+        finish_view(
+            self.view, worker.id, req, ticket.service_ms, outcome, latency_ms, self.clock.now()
+        )
         if self.health is not None:
             self.health.observe(worker.id, outcome)
         self.metrics.requests.labels(req.model, worker.pool, worker.id, ticket.policy, code).inc()
@@ -345,10 +354,10 @@ class InferenceService:
                 result = await self._send(call, ticket, upstream)
             except (UpstreamError, UpstreamTimeout) as exc:
                 return await self._retry(call, ticket, upstream, exc)
-            if result.response.status >= 500:
+            if outcome_of(result.response) is Outcome.ERROR:  # the worker's fault
                 return await self._retry(call, ticket, upstream, result)
             return result
-        except (UpstreamError, UpstreamTimeout):
+        except (UpstreamError, UpstreamTimeout, ClientDeadlineExceeded):
             req = ticket.req
             self.metrics.slo_violations.labels(req.model, str(req.priority), "failed").inc()
             raise
@@ -438,32 +447,24 @@ class InferenceService:
         """
         worker, req = ticket.worker, ticket.req
         latency_ms: float | None = None
-        code = "499"
-        outcome = Outcome.NEUTRAL
+        result: UpstreamResponse | GatewayError | None = None  # None: cancelled (client left)
         try:
             resp = await upstream.call(
                 worker, call.target, call.body, call.headers, ticket.timeout_s
             )
-            resp = triton_client_error(resp)  # Triton's 500 for unparsable data is a 400
-            code = str(resp.status)
+            result = resp = triton_client_error(resp)  # Triton's 500 for unparsable data: 400
             latency_ms = (self.clock.now() - req.arrival) * 1000.0
-            if resp.ok:
-                outcome = Outcome.SUCCESS
-            elif worker_fault(resp, call.protocol):
-                outcome = Outcome.ERROR
             return InferResult(resp, worker, ticket.decision, ticket.policy, latency_ms)
         except GatewayError as exc:
-            code = str(exc.http_status)
-            if isinstance(exc, UpstreamTimeout):
-                kind, outcome = "timeout", Outcome.TIMEOUT
-            elif isinstance(exc, UpstreamConnectError):
-                kind, outcome = "connect", Outcome.CONNECT
-            else:
-                kind, outcome = "reset", Outcome.ERROR
-            self.metrics.upstream_errors.labels(worker.id, kind).inc()
+            result = exc
             raise
         finally:
-            self.end(ticket, outcome, latency_ms, code)
+            outcome = outcome_of(result)  # the one classification (gateway.core.calls)
+            if isinstance(result, GatewayError) and outcome in UPSTREAM_ERROR_KIND:
+                self.metrics.upstream_errors.labels(worker.id, UPSTREAM_ERROR_KIND[outcome]).inc()
+            self.end(
+                ticket, outcome, latency_ms, "499" if result is None else str(result.http_status)
+            )
 
     def _observe(
         self, req: Request, decision: Decision, worker: WorkerInfo, ok: bool, latency_ms: float

@@ -84,7 +84,7 @@ class FakeUpstream:
         if self.respond is not None:
             return self.respond(worker, target, body)
         ctype = headers.get("content-type", "application/json")
-        return UpstreamResponse(True, 200, body or b"{}", {"content-type": ctype})
+        return UpstreamResponse.from_http(200, body or b"{}", {"content-type": ctype})
 
 
 @dataclass

@@ -152,7 +152,7 @@ class InferFastPath:
         resp = result.response
         out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
         out += [(k.encode(), v.encode("latin-1")) for k, v in result.routing_headers().items()]
-        await _respond(send, resp.status, out, resp.body)
+        await _respond(send, resp.http_status, out, resp.body)
 
 
 class FastPathApp(FastAPI):

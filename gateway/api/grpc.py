@@ -22,9 +22,9 @@ path as REST (:meth:`gateway.service.InferenceService.infer`); only the decoding
 Hints ``x-slo-ms``, ``x-priority``, ``x-category`` come from invocation metadata or from the
 request's ``parameters`` (metadata wins), validated by :mod:`gateway.core.hints`.
 
-Errors: a :class:`~gateway.errors.GatewayError` becomes its ``grpc_code`` with its message
+Errors: a :class:`~gateway.errors.GatewayError` becomes its ``code`` with its message
 (``retry-after`` in trailing metadata when shed); Triton's own refusals pass through with
-Triton's code and message.
+Triton's code (the answer's typed ``code``) and message.
 
 Deadlines: with a client deadline, ``left = deadline - now`` bounds the request. It is not sent
 when ``left <= 0``; when ``left`` is under the request's SLO the policy routes with
@@ -57,17 +57,17 @@ from gateway.api.grpc_wire import (
 from gateway.core.hints import HINT_NAMES
 from gateway.errors import (
     BadRequest,
+    ClientDeadlineExceeded,
     GatewayError,
     ModelNotFound,
     NoHealthyWorker,
     Shed,
-    UpstreamTimeout,
 )
 from gateway.routing.types import WorkerInfo
 from gateway.service import InferCall, InferenceService, InferResult
 from gateway.settings import Settings
 from gateway.upstream.base import UpstreamResponse
-from gateway.upstream.grpc_client import SERVICE, GrpcUpstream, status_code
+from gateway.upstream.grpc_client import SERVICE, GrpcUpstream, to_grpc_code
 
 __all__ = ["GRPC_EXTENSIONS", "GrpcFrontDoor", "GrpcServer", "serve_grpc", "start_grpc_server"]
 
@@ -109,8 +109,7 @@ def _metadata_hints(metadata: Sequence[tuple[str, str | bytes]] | None) -> dict[
 
 
 def _grpc_code(exc: GatewayError) -> grpc.StatusCode:
-    code: grpc.StatusCode = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
-    return code
+    return to_grpc_code(exc.code)
 
 
 def _error_trailers(exc: GatewayError) -> tuple[tuple[str, str], ...]:
@@ -237,7 +236,9 @@ class GrpcFrontDoor:
             raise AssertionError("unreachable") from None  # abort raises
         trailers = (("x-synergai-worker", worker.id),)
         if not resp.ok:
-            await context.abort(status_code(resp), resp.body.decode("utf-8", "replace"), trailers)
+            await context.abort(
+                to_grpc_code(resp.code), resp.body.decode("utf-8", "replace"), trailers
+            )
         context.set_trailing_metadata(trailers)
         return resp.body
 
@@ -253,7 +254,7 @@ class GrpcFrontDoor:
             await context.abort(_grpc_code(exc), exc.message, _error_trailers(exc))
             raise AssertionError("unreachable") from None  # abort raises
         if not resp.ok:
-            await context.abort(status_code(resp), resp.body.decode("utf-8", "replace"))
+            await context.abort(to_grpc_code(resp.code), resp.body.decode("utf-8", "replace"))
         context.set_trailing_metadata((("x-synergai-worker", worker.id),))
         return resp.body
 
@@ -302,7 +303,9 @@ class GrpcFrontDoor:
         if deadline is not None:
             left_ms = (deadline - now) * 1000.0
             if left_ms <= 0:
-                raise UpstreamTimeout("the deadline passed before the request could be routed")
+                raise ClientDeadlineExceeded(
+                    "the deadline passed before the request could be routed"
+                )
             if self.service.serves(call.model) and left_ms < self.service.resolve(call).slo_ms:
                 call.hints = {**hints, "x-slo-ms": left_ms}
                 capped = True
@@ -316,7 +319,7 @@ class GrpcFrontDoor:
                 return await self.service.infer(decoded.call)
             except Shed as exc:
                 if decoded.deadline_capped:
-                    raise UpstreamTimeout(
+                    raise ClientDeadlineExceeded(
                         f"deadline cannot be met: {decoded.left_ms:.1f} ms left "
                         f"({exc.message}); not sent"
                     ) from None
@@ -338,7 +341,9 @@ class GrpcFrontDoor:
         trailers = tuple(result.routing_headers().items())
         resp = result.response
         if not resp.ok:
-            await context.abort(status_code(resp), resp.body.decode("utf-8", "replace"), trailers)
+            await context.abort(
+                to_grpc_code(resp.code), resp.body.decode("utf-8", "replace"), trailers
+            )
         context.set_trailing_metadata(trailers)
         return resp.body
 
@@ -352,7 +357,7 @@ class GrpcFrontDoor:
             request_id = decoded.request_id
             result = await self._route(decoded, deadline)
         except GatewayError as exc:
-            return stream_error(f"{exc.grpc_code}: {exc.message}", request_id)
+            return stream_error(f"{exc.code.name}: {exc.message}", request_id)
         resp = result.response
         if not resp.ok:
             return stream_error(resp.body.decode("utf-8", "replace"), request_id)

@@ -45,7 +45,7 @@ def _passthrough(resp: UpstreamResponse, extra: dict[str, str] | None = None) ->
     headers = dict(resp.headers)
     if extra:
         headers.update(extra)
-    return Response(content=resp.body, status_code=resp.status, headers=headers)
+    return Response(content=resp.body, status_code=resp.http_status, headers=headers)
 
 
 def build_rest_router(service: InferenceService, max_body_bytes: int) -> APIRouter:

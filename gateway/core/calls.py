@@ -1,6 +1,28 @@
-"""What a front door hands to :class:`gateway.service.InferenceService`, and what it gets back.
+"""What a front door hands to :class:`gateway.service.InferenceService`, what it gets back, and
+how an attempt on a worker ended (:func:`outcome_of`, the one classification).
 
 Kept apart from the service so front doors (REST, gRPC) and tests import plain data types.
+
+**How an attempt ended.** Every consumer of that fact (outlier detection and health, the
+routing view's ejection, peak EWMA and online correction, profile drift, retries, the
+``synergai_upstream_errors_total`` metric) reads it from :func:`outcome_of`, which reads the
+worker's typed status through the one table (:data:`gateway.errors.STATUS_TABLE`)::
+
+    the attempt ended with                    outcome  health  view, correction  drift   retry
+    an answer, code OK                        SUCCESS  clears  learns latency    learns  -
+    an answer, a client's code (4xx:          NEUTRAL  -       abandoned         -       no
+      INVALID_ARGUMENT, NOT_FOUND...)
+    an answer, a worker's code (5xx:          ERROR    counts  failure           -       (1)
+      INTERNAL, UNAVAILABLE...)
+    UpstreamConnectError (refused)            CONNECT  counts  failure           -       yes
+    UpstreamTimeout (the gateway's limit)     TIMEOUT  counts  failure           -       (2)
+    UpstreamError (reset after sending)       ERROR    counts  failure           -       (2)
+    ClientDeadlineExceeded, client went away  NEUTRAL  -       abandoned         -       no
+
+    (1) UNAVAILABLE (not run): yes; otherwise as (2). (2) only for an idempotent model.
+
+So no request a client can make (malformed, cancelled, with a short deadline) counts against a
+worker; what the worker did wrong always does.
 """
 
 from __future__ import annotations
@@ -8,32 +30,80 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.core.hints import RawHints
-from gateway.routing.types import Decision, WorkerInfo
+from gateway.errors import Blame, GatewayError, UpstreamConnectError, UpstreamTimeout
+from gateway.health.outcome import Outcome
+from gateway.routing.types import Decision, Request, WorkerInfo
 from gateway.settings import ModelDefaults
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["InferCall", "InferResult", "ServiceConfig", "seen_ms", "worker_fault"]
+__all__ = [
+    "UPSTREAM_ERROR_KIND",
+    "InferCall",
+    "InferResult",
+    "ServiceConfig",
+    "finish_view",
+    "outcome_of",
+]
+
+UPSTREAM_ERROR_KIND = {
+    Outcome.TIMEOUT: "timeout",
+    Outcome.CONNECT: "connect",
+    Outcome.ERROR: "reset",
+}
+"""``kind`` label of ``synergai_upstream_errors_total`` for an attempt that raised."""
 
 
-_GRPC_CLIENT_ERRORS = frozenset({3, 5, 6, 7, 9, 11, 12, 16})
-"""gRPC codes that blame the request, not the worker: INVALID_ARGUMENT, NOT_FOUND,
-ALREADY_EXISTS, PERMISSION_DENIED, FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED,
-UNAUTHENTICATED."""
+def outcome_of(result: UpstreamResponse | GatewayError | None) -> Outcome:
+    """How one attempt on a worker ended (see the module docstring's table).
 
-
-def worker_fault(resp: UpstreamResponse, protocol: str) -> bool:
-    """Whether a worker's answer says the *worker* failed (not the request).
-
-    A Triton 4xx (wrong shape, unknown input) is the client's fault: the worker is healthy and
-    must not be ejected for it. HTTP 5xx and gRPC server-side codes are the worker's.
+    Args:
+        result: the worker's answer, the error the call raised, or ``None`` when the attempt
+            never ended by itself (the client went away and the request was cancelled).
     """
-    if resp.ok:
-        return False
-    if protocol == "grpc":
-        return resp.status not in _GRPC_CLIENT_ERRORS
-    return resp.status >= 500
+    if isinstance(result, UpstreamResponse):
+        who = result.blame
+        if who is Blame.NONE:
+            return Outcome.SUCCESS
+        return Outcome.ERROR if who is Blame.WORKER else Outcome.NEUTRAL
+    if result is None or result.fault is not Blame.WORKER:
+        return Outcome.NEUTRAL
+    if isinstance(result, UpstreamTimeout):
+        return Outcome.TIMEOUT
+    if isinstance(result, UpstreamConnectError):
+        return Outcome.CONNECT
+    return Outcome.ERROR
+
+
+class _View(Protocol):
+    def finish(
+        self, worker: str, req: Request, service_ms: float, latency_ms: float | None, now: float
+    ) -> None: ...
+    def abandon(self, worker: str, req: Request, service_ms: float, now: float) -> None: ...
+
+
+def finish_view(
+    view: _View,
+    worker: str,
+    req: Request,
+    service_ms: float,
+    outcome: Outcome,
+    latency_ms: float | None,
+    now: float,
+) -> None:
+    """Tell the routing view how a request it saw start ended, by its :func:`outcome_of`.
+
+    A success teaches it the latency; a worker fault is a failure (its ejection count); a
+    neutral end is abandoned: nothing about the worker is learned.
+    """
+    if outcome is Outcome.SUCCESS and latency_ms is not None:
+        view.finish(worker, req, service_ms, latency_ms, now)
+    elif outcome is Outcome.NEUTRAL:
+        view.abandon(worker, req, service_ms, now)
+    else:
+        view.finish(worker, req, service_ms, None, now)
 
 
 @dataclass(slots=True)
@@ -99,19 +169,3 @@ class ServiceConfig:
     min_timeout_s: float = 5.0
     retry_budget_ratio: float = 0.2
     retry_min_per_s: float = 10.0
-
-
-def seen_ms(latency_ms: float | None, ok: bool, fault: bool, decision: Decision) -> float | None:
-    """What the view is told about a finished request.
-
-    The measured latency for a success; ``None`` (a failure: the view ejects the worker) for a
-    transport failure or a worker fault; and for a request the worker refused (a 4xx) the
-    prediction itself, so neither health nor the online correction learns from an answer that
-    says nothing about the worker's speed.
-    """
-    if latency_ms is None or fault:
-        return None
-    if ok:
-        return latency_ms
-    pred = decision.predicted_ms
-    return pred if math.isfinite(pred) and pred > 0 else latency_ms

@@ -8,12 +8,19 @@ what happened                          model not idempotent   model ``idempotent
 =====================================  =====================  ==========================
 no connection (refused, connect        retry (``connect``)    retry (``connect``)
 timeout): the worker never saw it
-the worker answered 503 (Triton:       retry (``unavailable``) retry (``unavailable``)
-not ready / unavailable: not run)
-reset or 5xx after the request was     no: it may have run    retry (``idempotent``)
-written, or no answer in time
-a 4xx (the request's own fault)        no                     no
+the worker answered ``UNAVAILABLE``    retry (``unavailable``) retry (``unavailable``)
+(503; Triton: not ready: not run)
+reset or another worker fault          no: it may have run    retry (``idempotent``)
+(5xx, ``INTERNAL``...) after the
+request was written, or no answer
+in time
+the client's fault (4xx,               no                     no
+``INVALID_ARGUMENT``...) or its own
+deadline / cancel
 =====================================  =====================  ==========================
+
+Which row applies is :func:`gateway.core.calls.outcome_of`'s verdict (the one classification
+of :data:`gateway.errors.STATUS_TABLE`), as for health and the routing view.
 
 and only when the SLO still allows it (the service checks that the new worker's predicted
 latency fits in what is left of the SLO and of the total timeout) and the
@@ -30,16 +37,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gateway.core.calls import outcome_of
 from gateway.core.clock import Clock
-from gateway.errors import GatewayError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from gateway.errors import GatewayError, StatusCode
+from gateway.health.outcome import Outcome
 from gateway.upstream.base import UpstreamResponse
 
 __all__ = ["RetryBudget", "RetryReason", "retry_reason"]
 
 RetryReason = Literal["connect", "unavailable", "idempotent"]
-
-UNAVAILABLE_STATUS = 503
-"""HTTP status (and the gRPC upstream's equivalent of ``UNAVAILABLE``) meaning "not run"."""
 
 
 def retry_reason(outcome: GatewayError | UpstreamResponse, idempotent: bool) -> RetryReason | None:
@@ -49,17 +55,14 @@ def retry_reason(outcome: GatewayError | UpstreamResponse, idempotent: bool) -> 
         outcome: the error the attempt raised, or the worker's (unsuccessful) answer.
         idempotent: the model is marked ``idempotent`` in the gateway config.
     """
-    if isinstance(outcome, UpstreamResponse):
-        if outcome.ok or outcome.status < 500:
-            return None
-        if outcome.status == UNAVAILABLE_STATUS:
-            return "unavailable"
-        return "idempotent" if idempotent else None
-    if isinstance(outcome, UpstreamConnectError):
+    ended = outcome_of(outcome)
+    if ended is Outcome.CONNECT:
         return "connect"
-    if isinstance(outcome, UpstreamError | UpstreamTimeout):
-        return "idempotent" if idempotent else None
-    return None
+    if ended is not Outcome.ERROR and ended is not Outcome.TIMEOUT:
+        return None  # a success, or nothing the worker did wrong
+    if isinstance(outcome, UpstreamResponse) and outcome.code is StatusCode.UNAVAILABLE:
+        return "unavailable"
+    return "idempotent" if idempotent else None
 
 
 class RetryBudget:

@@ -13,8 +13,11 @@ touching tensor data element by element:
 * a flat ``data`` list (scalars) holds exactly ``prod(shape)`` elements.
 
 Anything deeper (nested ``data`` against ``shape``, values against ``datatype``) is Triton's to
-refuse. It answers 400, passed through, except for data it cannot parse, where Triton 2.51
-answers 500: :func:`triton_client_error` makes that a 400 (and not a worker fault).
+refuse. It answers 400 / ``INVALID_ARGUMENT``, passed through, except for REST data it cannot
+parse, where Triton 2.51 answers 500: :func:`triton_client_error` makes that a 400 (and not a
+worker fault). Over gRPC the same mistakes come back as ``INVALID_ARGUMENT`` already (checked
+with Triton 2.51: wrong input name, shape, datatype, byte size, missing data, a ``priority``
+parameter of the wrong type).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, StatusCode
 from gateway.upstream.base import UpstreamResponse
 
 __all__ = ["DATATYPES", "check_inputs", "triton_client_error"]
@@ -93,11 +96,13 @@ in an FP32 input): the request's fault, not the worker's."""
 
 
 def triton_client_error(resp: UpstreamResponse) -> UpstreamResponse:
-    """``resp`` with a Triton 500 that blames the request's content turned into a 400.
+    """``resp`` with a Triton ``INTERNAL`` (500) that blames the request's content made a 400.
 
     A worker must not be ejected, nor a client told to retry, for a request that can never
     succeed; everything else is returned unchanged.
     """
-    if resp.status != 500 or not any(m in resp.body[:200] for m in _TRITON_PARSE_ERRORS):
+    if resp.code is not StatusCode.INTERNAL or not any(
+        m in resp.body[:200] for m in _TRITON_PARSE_ERRORS
+    ):
         return resp
-    return UpstreamResponse(False, 400, resp.body, resp.headers)
+    return UpstreamResponse(StatusCode.INVALID_ARGUMENT, 400, resp.body, resp.headers)

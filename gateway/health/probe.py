@@ -35,7 +35,7 @@ class ProbeResult:
 
 async def _ready(upstream: Upstream, worker: WorkerInfo, path: str, timeout_s: float) -> str:
     resp = await upstream.call(worker, path, None, {}, timeout_s)
-    return "" if resp.status == 200 else f"{path} answered {resp.status}"
+    return "" if resp.ok else f"{path} answered {resp.http_status}"
 
 
 async def probe_worker(

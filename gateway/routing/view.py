@@ -6,6 +6,9 @@ Who calls what (the runner is the gateway or the simulator; policies only read):
   ends with the latency measured at the client (rtt included) or ``None`` if it failed. Pass
   the same :class:`Request` object to both: the view remembers what it predicted at dispatch
   and folds the outcome into the online correction (:mod:`gateway.prediction.model`).
+  ``abandon(...)`` instead when the end says nothing about the worker (the worker refused a
+  malformed request, the client gave up: :func:`gateway.core.calls.outcome_of`): only the
+  in-flight accounting moves, never health, latency or correction.
 * ``apply_shared(worker, outstanding, work_ms, observed_at)``: fleet-wide figures (every
   gateway's requests, this one's included). From then on the worker's load is
   ``shared + (local starts - local finishes since that call)``. When the figures are older
@@ -253,6 +256,19 @@ class FleetView:
             return
         self.finish_state(s, req.model, memo, service_ms, latency_ms, now)
 
+    def abandon(self, worker: str, req: Request, service_ms: float, now: float) -> None:
+        """A request sent to ``worker`` ended without news of the worker (its 4xx, a cancel).
+
+        Its in-flight work is taken off; health, peak EWMA and the online correction stay as
+        they are. A request still last on its slot's shadow queue hands the slot back from
+        when it would have begun (the worker did not run it).
+        """
+        memo = self._inflight.pop(id(req), None)
+        s = self._states.get(worker)
+        if s is None:
+            return
+        self.finish_state(s, req.model, memo, service_ms, None, now, learn=False)
+
     def finish_state(
         self,
         s: WorkerState,
@@ -261,8 +277,12 @@ class FleetView:
         service_ms: float,
         latency_ms: float | None,
         now: float,
+        learn: bool = True,
     ) -> None:
-        """:meth:`finish` with the state and the memo :meth:`start_state` returned."""
+        """:meth:`finish` with the state and the memo :meth:`start_state` returned.
+
+        ``learn`` false is :meth:`abandon`.
+        """
         if not _isfinite(service_ms):
             service_ms = 0.0
         out = s.local_out - 1
@@ -274,7 +294,14 @@ class FleetView:
             s.local_work_ms = 0.0
         s.d_out -= 1
         s.d_work -= service_ms
-        if latency_ms is None:
+        if not learn:
+            if memo is not None and memo[3] < len(s.free):
+                i = memo[3]
+                end = memo[4] + s.shift[i]
+                if abs(s.free[i] - end) < 1e-9:  # still the last of its slot's queue
+                    begin = end - service_ms / 1000.0
+                    s.free[i] = begin if begin > now else now
+        elif latency_ms is None:
             s.fails += 1
             s.ejected_until = now + self.eject_s
             self._ejected.append(s)

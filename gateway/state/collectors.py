@@ -154,7 +154,7 @@ class HealthProber:
         upstream = self._service.upstreams["http"]
         try:
             resp = await upstream.call(info, "/v2/health/ready", None, {}, self._timeout)
-            ok = resp.status == 200
+            ok = resp.http_status == 200
         except GatewayError:
             ok = False
         if ok != self._service.healthy(worker_id):

@@ -80,8 +80,7 @@ class AiohttpUpstream:
             ) as resp:
                 data = await resp.read()
                 rh = resp.headers
-                return UpstreamResponse(
-                    ok=200 <= resp.status < 300,
+                return UpstreamResponse.from_http(
                     status=resp.status,
                     body=data,
                     headers={k: rh[k] for k in PASS_RESPONSE_HEADERS if k in rh},

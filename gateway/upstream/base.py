@@ -11,7 +11,8 @@ comparison; the gRPC front door adds a ``grpc.aio`` one with ``target`` the meth
 
 Errors: :class:`~gateway.errors.UpstreamTimeout` when the worker does not answer in time,
 :class:`~gateway.errors.UpstreamError` when the connection fails. A worker's own error answer
-(4xx/5xx) is *not* an exception: it comes back with ``ok=False`` and passes through.
+(4xx/5xx, a gRPC error status) is *not* an exception: it comes back with ``ok`` false and its
+typed :class:`~gateway.errors.StatusCode`, and passes through.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.errors import Blame, StatusCode, blame, code_for_http, http_status
 from gateway.routing.types import WorkerInfo
 
 __all__ = ["PASS_REQUEST_HEADERS", "PASS_RESPONSE_HEADERS", "Upstream", "UpstreamResponse"]
@@ -36,22 +38,50 @@ PASS_RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "con
 """Response headers passed back to the client."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    """A worker's answer.
+    """A worker's answer, the same for both protocols.
+
+    Build it with :meth:`from_http` or :meth:`from_grpc`; both fill ``code`` and
+    ``http_status`` from the one table (:data:`gateway.errors.STATUS_TABLE`).
 
     Attributes:
-        ok: the worker executed the request successfully (HTTP 2xx, gRPC OK).
-        status: the protocol's status (HTTP status code; a gRPC upstream puts the
-            ``grpc.StatusCode`` value's integer here).
-        body: response bytes, unchanged.
+        code: how it ended (``OK``, ``INVALID_ARGUMENT``, ``INTERNAL``...): what the request
+            path classifies by (:func:`gateway.core.calls.outcome_of`) and the gRPC door answers.
+        http_status: the HTTP status the REST door answers with and metrics count: the
+            worker's own for HTTP, the table's equivalent of ``code`` for gRPC.
+        body: response bytes, unchanged (for a gRPC error, Triton's message in UTF-8).
         headers: headers (lower-case names) to pass back (HTTP) or trailing metadata (gRPC).
     """
 
-    ok: bool
-    status: int
+    code: StatusCode
+    http_status: int
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_http(
+        cls, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        """A worker's HTTP answer with ``status``."""
+        return cls(code_for_http(status), status, body, {} if headers is None else headers)
+
+    @classmethod
+    def from_grpc(
+        cls, code: StatusCode, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        """A worker's gRPC answer with ``code``."""
+        return cls(code, http_status(code), body, {} if headers is None else headers)
+
+    @property
+    def ok(self) -> bool:
+        """The worker executed the request successfully (HTTP 2xx, gRPC ``OK``)."""
+        return self.code is StatusCode.OK
+
+    @property
+    def blame(self) -> Blame:
+        """Whose fault the answer is (:func:`gateway.errors.blame`)."""
+        return blame(self.code)
 
 
 class Upstream(Protocol):

@@ -10,27 +10,25 @@ connection or client object.
 
 Outcomes (the :class:`~gateway.upstream.base.UpstreamResponse` fields):
 
-* the worker answered ``OK`` -> ``ok=True``, ``status=200``, ``body`` the response bytes;
-* Triton refused the request (bad shape, wrong dtype, missing input, unknown model...) ->
-  ``ok=False``, ``body`` Triton's message in UTF-8, so the front door passes Triton's own
-  answer through.
-
-``status`` is the HTTP equivalent of the gRPC code (the grpc-gateway table: ``OK`` 200,
-``INVALID_ARGUMENT`` 400, ``NOT_FOUND`` 404, ``UNAVAILABLE`` 503...), so the request path treats
-both protocols alike (a 2xx is a success) and ``synergai_requests_total{code}`` means the same
-for both; the exact gRPC code travels in ``headers["grpc-status"]`` (its integer) and
-:func:`status_code` reads it back.
+* the worker answered ``OK`` -> ``code`` ``OK``, ``body`` the response bytes;
+* Triton refused or failed the request (bad shape, wrong dtype, missing input, unknown version:
+  ``INVALID_ARGUMENT``, ``NOT_FOUND``...; a backend failure: ``INTERNAL``) -> that code, typed
+  (:class:`~gateway.errors.StatusCode`), and ``body`` Triton's message in UTF-8, so the front
+  door passes Triton's own answer through; ``http_status`` is the table's equivalent
+  (:data:`gateway.errors.STATUS_TABLE`), so ``synergai_requests_total{code}`` means the same for
+  both protocols. Whose fault it is follows from the code alone (:func:`gateway.errors.blame`);
 * the worker could not be reached or the call broke (``UNAVAILABLE``, ``CANCELLED``) ->
   :class:`~gateway.errors.UpstreamError`;
-* the deadline passed first (``DEADLINE_EXCEEDED``) -> :class:`~gateway.errors.UpstreamTimeout`.
+* the gateway's deadline passed first (``DEADLINE_EXCEEDED``) ->
+  :class:`~gateway.errors.UpstreamTimeout`.
 
 Deadline propagation: the request path passes every upstream the same ``timeout_s`` (the
 gateway's ``request_timeout_s``). A gRPC client's own deadline is tighter; the front door sets
 it with :meth:`GrpcUpstream.deadline` around the request, and :meth:`GrpcUpstream.call` then
 uses ``min(timeout_s, deadline - now)`` as the worker call's deadline, and does not send a
-request whose deadline has already passed. A call cut short by the *client's* deadline is
-answered like a cancellation (status 499, ``grpc-status`` ``DEADLINE_EXCEEDED``), not as an
-:class:`~gateway.errors.UpstreamTimeout`: the worker did nothing wrong. The scope is a
+request whose deadline has already passed. A call cut short by the *client's* deadline raises
+:class:`~gateway.errors.ClientDeadlineExceeded` (``DEADLINE_EXCEEDED`` to the client, 499 in
+metrics), not :class:`~gateway.errors.UpstreamTimeout`: the worker did nothing wrong. The scope is a
 context variable of this instance, so it follows the request's task and nothing else.
 """
 
@@ -46,11 +44,17 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    ClientDeadlineExceeded,
+    StatusCode,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.routing.types import WorkerInfo
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["SERVICE", "GrpcUpstream", "grpc_target", "status_code"]
+__all__ = ["SERVICE", "GrpcUpstream", "from_grpc_code", "grpc_target", "to_grpc_code"]
 
 SERVICE = "inference.GRPCInferenceService"
 """Fully qualified KServe v2 service name (Triton's ``grpc_service.proto``)."""
@@ -58,37 +62,20 @@ SERVICE = "inference.GRPCInferenceService"
 _TRANSPORT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 """Codes that mean "the worker did not answer", as opposed to "Triton said no"."""
 
-_BY_VALUE: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+_TO_GRPC: dict[StatusCode, grpc.StatusCode] = {StatusCode(c.value[0]): c for c in grpc.StatusCode}
+_FROM_GRPC: dict[grpc.StatusCode, StatusCode] = {c: s for s, c in _TO_GRPC.items()}
 
-_HTTP_EQUIVALENT: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
-
-_OK_HEADERS: Mapping[str, str] = {"grpc-status": "0"}
+_NO_HEADERS: Mapping[str, str] = {}
 
 
-def status_code(resp: UpstreamResponse) -> grpc.StatusCode:
-    """The gRPC status a worker answered with (from ``headers["grpc-status"]``)."""
-    raw = resp.headers.get("grpc-status")
-    if raw is None:
-        return grpc.StatusCode.OK if resp.ok else grpc.StatusCode.UNKNOWN
-    return _BY_VALUE.get(int(raw), grpc.StatusCode.UNKNOWN)
+def to_grpc_code(code: StatusCode) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` of ``code`` (what a gRPC front door aborts with)."""
+    return _TO_GRPC[code]
+
+
+def from_grpc_code(code: grpc.StatusCode) -> StatusCode:
+    """The :class:`~gateway.errors.StatusCode` of a ``grpc.StatusCode``."""
+    return _FROM_GRPC[code]
 
 
 def grpc_target(worker: WorkerInfo) -> str:
@@ -107,14 +94,6 @@ def grpc_target(worker: WorkerInfo) -> str:
     if not url:
         raise UpstreamError(f"worker {worker.id} has no gRPC endpoint (grpc_url is empty)")
     return url
-
-
-def _client_deadline(message: str) -> UpstreamResponse:
-    """The answer when the client's own deadline ran out (a client-side give-up, HTTP 499)."""
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    return UpstreamResponse(
-        ok=False, status=499, body=message.encode(), headers={"grpc-status": str(code.value[0])}
-    )
 
 
 class GrpcUpstream:
@@ -205,14 +184,12 @@ class GrpcUpstream:
             timeout_s: the call's gRPC deadline, in seconds from now.
 
         Returns:
-            The worker's answer: response bytes, or Triton's own refusal.
-
-            When the client's deadline (:meth:`deadline`) is what ran out, the answer is
-            ``ok=False, status=499`` (the client gave up, as a cancellation: not the worker's
-            fault) with ``grpc-status`` ``DEADLINE_EXCEEDED``, and nothing is sent if it ran
-            out before the call.
+            The worker's answer: response bytes, or Triton's own refusal with its code.
 
         Raises:
+            ClientDeadlineExceeded: the client's deadline (:meth:`deadline`) ran out first
+                (nothing is sent when it already had): the client gave up, not the worker's
+                fault.
             UpstreamTimeout: ``timeout_s`` (the gateway's own limit) passed first.
             UpstreamError: the worker could not be reached or the call broke.
         """
@@ -224,7 +201,7 @@ class GrpcUpstream:
                 timeout_s, client_bound = left, True
         if timeout_s <= 0:
             if client_bound:
-                return _client_deadline(
+                raise ClientDeadlineExceeded(
                     f"the deadline passed before the call to worker {worker.id}"
                 )
             raise UpstreamTimeout(f"no time left to call worker {worker.id}")
@@ -239,10 +216,10 @@ class GrpcUpstream:
             details = exc.details() or code.name
             if code is grpc.StatusCode.DEADLINE_EXCEEDED:
                 if client_bound:
-                    return _client_deadline(
+                    raise ClientDeadlineExceeded(
                         f"deadline exceeded: worker {worker.id} had not answered when the "
                         f"client's deadline passed ({timeout_s * 1000:.0f} ms after sending)"
-                    )
+                    ) from None
                 raise UpstreamTimeout(
                     f"worker {worker.id} did not answer within {timeout_s * 1000:.0f} ms"
                 ) from None
@@ -251,13 +228,8 @@ class GrpcUpstream:
                 raise UpstreamConnectError(f"worker {worker.id} unreachable: {details}") from None
             if code in _TRANSPORT_FAILURES:
                 raise UpstreamError(f"worker {worker.id} unavailable: {details}") from None
-            return UpstreamResponse(
-                ok=False,
-                status=_HTTP_EQUIVALENT.get(code, 500),
-                body=details.encode(),
-                headers={"grpc-status": str(code.value[0])},
-            )
-        return UpstreamResponse(ok=True, status=200, body=out, headers=_OK_HEADERS)
+            return UpstreamResponse.from_grpc(_FROM_GRPC[code], details.encode())
+        return UpstreamResponse(StatusCode.OK, 200, out, _NO_HEADERS)
 
     async def close(self) -> None:
         """Close every channel (calls still in flight are cancelled)."""

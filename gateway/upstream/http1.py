@@ -152,8 +152,7 @@ class _Conn(asyncio.Protocol):
         resp = None
         if self.headers_done:
             status = self._parser.get_status_code()
-            resp = UpstreamResponse(
-                ok=200 <= status < 300,
+            resp = UpstreamResponse.from_http(
                 status=status,
                 body=body[0] if len(body) == 1 else b"".join(body),
                 headers=self._headers,

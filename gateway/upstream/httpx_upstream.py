@@ -79,8 +79,7 @@ class HttpxUpstream:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"worker {worker.id} unreachable: {type(exc).__name__}") from exc
         rh = resp.headers
-        return UpstreamResponse(
-            ok=200 <= resp.status_code < 300,
+        return UpstreamResponse.from_http(
             status=resp.status_code,
             body=data,
             headers={k: rh[k] for k in PASS_RESPONSE_HEADERS if k in rh},

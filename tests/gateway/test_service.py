@@ -5,7 +5,18 @@ import random
 import pytest
 
 from gateway.core.clock import ManualClock
-from gateway.errors import ModelNotFound, NoHealthyWorker, Shed, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    ClientDeadlineExceeded,
+    GatewayError,
+    ModelNotFound,
+    NoHealthyWorker,
+    Shed,
+    StatusCode,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.health.outcome import Outcome
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.registry import make_policy
@@ -192,11 +203,11 @@ async def test_worker_error_answer_passes_through(
     infos: list[WorkerInfo], book: ProfileBook
 ) -> None:
     up = FakeUpstream(
-        respond=lambda w, t, b: UpstreamResponse(False, 400, b'{"error":"bad shape"}', {})
+        respond=lambda w, t, b: UpstreamResponse.from_http(400, b'{"error":"bad shape"}', {})
     )
     svc, *_ = _service(infos, book, upstream=up)
     res = await svc.infer(_call())
-    assert res.response.status == 400 and res.response.body == b'{"error":"bad shape"}'
+    assert res.response.http_status == 400 and res.response.body == b'{"error":"bad shape"}'
 
 
 async def test_store_down_fails_open(infos: list[WorkerInfo], book: ProfileBook) -> None:
@@ -235,17 +246,98 @@ async def test_batch_over_every_max_batch_is_bad_request(
     assert not up.sent
 
 
+def _answer(protocol: str, status: int | StatusCode) -> UpstreamResponse:
+    """What the real upstream of ``protocol`` returns for Triton's ``status`` (HTTP) or code."""
+    if protocol == "grpc":
+        assert isinstance(status, StatusCode)
+        return UpstreamResponse.from_grpc(status, b"no")
+    assert not isinstance(status, StatusCode)
+    return UpstreamResponse.from_http(status, b'{"error":"no"}', {})
+
+
+class _Outcomes:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Outcome]] = []
+
+    def observe(self, worker: str, outcome: Outcome) -> None:
+        self.seen.append((worker, outcome))
+
+
 @pytest.mark.parametrize(
-    ("status", "protocol", "ejected"),
-    [(400, "http", False), (404, "http", False), (500, "http", True), (503, "http", True),
-     (3, "grpc", False), (5, "grpc", False), (13, "grpc", True), (2, "grpc", True)],
+    ("protocol", "status", "outcome"),
+    [("http", 400, Outcome.NEUTRAL), ("http", 404, Outcome.NEUTRAL),
+     ("http", 500, Outcome.ERROR), ("http", 503, Outcome.ERROR),
+     ("grpc", StatusCode.INVALID_ARGUMENT, Outcome.NEUTRAL),
+     ("grpc", StatusCode.NOT_FOUND, Outcome.NEUTRAL),
+     ("grpc", StatusCode.INTERNAL, Outcome.ERROR), ("grpc", StatusCode.UNKNOWN, Outcome.ERROR)],
 )  # fmt: skip
-async def test_only_worker_faults_eject(
-    infos: list[WorkerInfo], book: ProfileBook, status: int, protocol: str, ejected: bool
+async def test_only_worker_faults_count_against_the_worker(
+    infos: list[WorkerInfo],
+    book: ProfileBook,
+    protocol: str,
+    status: int | StatusCode,
+    outcome: Outcome,
 ) -> None:
-    up = FakeUpstream(respond=lambda w, t, b: UpstreamResponse(False, status, b"no", {}))
+    up = FakeUpstream(respond=lambda w, t, b: _answer(protocol, status))
     svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
     svc.upstreams["grpc"] = up
+    svc.health = sink = _Outcomes()
+    st = svc.view.state("f0")
+    before = (st.ewma_ms, {m: (c.samples, c.g) for m, c in st.corrections.items()})
     res = await svc.infer(_call(protocol=protocol))
-    assert res.response.status == status
-    assert svc.view.state("f0").available(100.0) is not ejected
+    assert res.response.code is _answer(protocol, status).code
+    assert sink.seen == [("f0", outcome)]
+    fault = outcome is Outcome.ERROR
+    assert st.available(100.0) is not fault  # the view's own ejection
+    assert st.fails == int(fault)
+    assert (st.ewma_ms, {m: (c.samples, c.g) for m, c in st.corrections.items()}) == before
+    assert st.local_out == 0 and svc.inflight == 0
+
+
+async def test_success_teaches_the_view_and_drift(
+    infos: list[WorkerInfo], book: ProfileBook
+) -> None:
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")))
+    svc.health = sink = _Outcomes()
+    await svc.infer(_call())
+    st = svc.view.state("f0")
+    assert sink.seen == [("f0", Outcome.SUCCESS)]
+    assert st.corrections["m1"].samples == 1
+    detector = svc.drift.detector("f0", "m1")
+    assert detector is not None and detector.total == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [(UpstreamTimeout("slow"), Outcome.TIMEOUT), (UpstreamConnectError("refused"), Outcome.CONNECT),
+     (UpstreamError("reset"), Outcome.ERROR),
+     (ClientDeadlineExceeded("the client's deadline"), Outcome.NEUTRAL)],
+)  # fmt: skip
+async def test_raised_outcomes(
+    infos: list[WorkerInfo], book: ProfileBook, error: GatewayError, outcome: Outcome
+) -> None:
+    up = FakeUpstream(fail={"f0": error})
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
+    svc.health = sink = _Outcomes()
+    with pytest.raises(type(error)):
+        await svc.infer(_call())
+    assert sink.seen == [("f0", outcome)]
+    assert svc.view.state("f0").fails == int(outcome is not Outcome.NEUTRAL)
+    code = str(error.http_status)
+    labels = {"model": "m1", "pool": "fast", "worker": "f0", "policy": "fixed", "code": code}
+    assert _sample(svc, "synergai_requests_total", labels) == 1
+
+
+async def test_cancelled_request_is_neutral(infos: list[WorkerInfo], book: ProfileBook) -> None:
+    up = FakeUpstream(delay_s=10.0)
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
+    svc.health = sink = _Outcomes()
+    task = asyncio.ensure_future(svc.infer(_call()))
+    while not up.sent:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sink.seen == [("f0", Outcome.NEUTRAL)]
+    st = svc.view.state("f0")
+    assert st.fails == 0 and st.available(100.0) and st.local_out == 0

@@ -191,7 +191,10 @@ REST_CASES: dict[str, tuple[str, bytes, dict[str, str], int]] = {
     "unparsable_data": ("m/infer", _json([_inp(data=["a", "b"])]), {}, 400),  # Triton: 500
     "bad_triton_parameter": ("m/infer", _json([_inp()], parameters={"priority": "high"}), {}, 400),
     "wrong_byte_size": (
-        "m/infer", _HDR + b"\0" * 4, {"inference-header-content-length": str(len(_HDR))}, 400
+        "m/infer",
+        _HDR + b"\0" * 4,
+        {"inference-header-content-length": str(len(_HDR))},
+        400,
     ),
     "unknown_version": ("m/versions/7/infer", _json([_inp()]), {}, 404),
     "unknown_output": ("m/infer", _json([_inp()], outputs=[{"name": "NOPE"}]), {}, 400),
@@ -266,11 +269,13 @@ GRPC_CASES: dict[str, tuple[Callable[[Any], Any], grpc.StatusCode]] = {
     "unknown_version": (_call(_req(version="7")), grpc.StatusCode.NOT_FOUND),
     "unknown_output": (_call(_req(outputs=("NOPE",))), grpc.StatusCode.INVALID_ARGUMENT),
     "missing_inputs": (
-        _call(service_pb2.ModelInferRequest(model_name="m")), grpc.StatusCode.INVALID_ARGUMENT
+        _call(service_pb2.ModelInferRequest(model_name="m")),
+        grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "missing_raw_contents": (_call(_no_raw()), grpc.StatusCode.INVALID_ARGUMENT),
     "bad_triton_parameter": (
-        _call(_req(params={"priority": "high"})), grpc.StatusCode.INVALID_ARGUMENT
+        _call(_req(params={"priority": "high"})),
+        grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "client_deadline": (_call(_req("slow"), timeout=0.1), grpc.StatusCode.DEADLINE_EXCEEDED),
     "client_cancel": (_cancelled, grpc.StatusCode.CANCELLED),
@@ -306,3 +311,89 @@ def test_malformed_grpc_requests_never_count_against_a_worker(gateway: Gateway) 
             assert_both_workers_answer(gateway)
     finally:
         channel.close()
+
+
+# -- worker faults still count --------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    start: Callable[[Any], None]
+    end: Callable[[Any], None]
+    slo_ms: str
+    rest: list[int]
+    """Statuses a REST client may see while the fault lasts (the last one it must see)."""
+    grpc: list[grpc.StatusCode]
+
+
+FAULTS = {
+    "backend_error": Fault(
+        lambda f: f.set_failing(VICTIM, "device lost"),
+        lambda f: f.set_failing(VICTIM, ""),
+        "1000",
+        [200, 500],
+        [grpc.StatusCode.OK, grpc.StatusCode.INTERNAL],
+    ),
+    "kill_9": Fault(  # refused connections are retried on the other worker
+        lambda f: f.crash(VICTIM),
+        lambda f: f.recover(VICTIM, timeout=60),
+        "1000",
+        [200],
+        [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK],
+    ),
+    "upstream_timeout": Fault(  # 1.5 s per request against a 0.5 s timeout (SLO 250 ms x 2)
+        lambda f: f.set_slowdown(VICTIM, 750.0),
+        lambda f: f.set_slowdown(VICTIM, 1.0),
+        "250",
+        [200, 504],
+        [grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED],
+    ),
+}
+
+
+def _rest_sender(gw: Gateway, slo_ms: str) -> Iterator[int]:
+    with httpx.Client(base_url=gw.http, timeout=30, headers={"x-slo-ms": slo_ms}) as c:
+        while True:
+            r = c.post("/v2/models/m/infer", content=_valid_body())
+            assert r.status_code == 200 or isinstance(r.json()["error"], str)
+            yield r.status_code
+
+
+def _grpc_sender(gw: Gateway, slo_ms: str) -> Iterator[grpc.StatusCode]:
+    channel = grpc.insecure_channel(gw.grpc)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    try:
+        while True:
+            try:
+                stub.ModelInfer(_req(), timeout=30, metadata=(("x-slo-ms", slo_ms),))
+                yield grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                assert exc.details()
+                yield exc.code()
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+@pytest.mark.parametrize("kind", list(FAULTS))
+def test_worker_faults_still_eject(
+    gateway: Gateway, stack: Stack, kind: str, protocol: str
+) -> None:
+    fault = FAULTS[kind]
+    assert_both_workers_answer(gateway)
+    send = _rest_sender if protocol == "rest" else _grpc_sender
+    allowed: list[Any] = fault.rest if protocol == "rest" else fault.grpc
+    seen: list[Any] = []
+    fault.start(stack.fleet)
+    try:
+        answers = send(gateway, fault.slo_ms)
+        for answer in itertools.islice(answers, 40):  # bounded: ~3 reach the victim per 6
+            seen.append(answer)
+            if _ejections(gateway.app, VICTIM) >= 1:
+                break
+        answers.close()
+    finally:
+        fault.end(stack.fleet)
+    assert _ejections(gateway.app, VICTIM) >= 1, f"{kind} over {protocol} never ejected: {seen}"
+    assert set(seen) <= set(allowed), seen
+    assert allowed[-1] in seen, f"the fault never reached the client as {allowed[-1]}: {seen}"

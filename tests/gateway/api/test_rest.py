@@ -73,8 +73,7 @@ def test_binary_infer_and_response_pass_through(settings: Settings, book: Profil
     tensor = b"\x00\x00\x80?\x00\x00\x00@"
     answer = b'{"outputs":[]}' + b"\x01\x02\x03\x04"
     up = FakeUpstream(
-        respond=lambda w, t, b: UpstreamResponse(
-            True,
+        respond=lambda w, t, b: UpstreamResponse.from_http(
             200,
             answer,
             {"content-type": "application/octet-stream", "inference-header-content-length": "14"},
@@ -163,8 +162,8 @@ def test_upstream_failures(
 def test_triton_error_passes_through_with_its_status(settings: Settings, book: ProfileBook) -> None:
     err = b'{"error":"unexpected shape for input \'INPUT0\'"}'
     up = FakeUpstream(
-        respond=lambda w, t, b: UpstreamResponse(
-            False, 400, err, {"content-type": "application/json"}
+        respond=lambda w, t, b: UpstreamResponse.from_http(
+            400, err, {"content-type": "application/json"}
         )
     )
     for client in _client(settings, book, upstreams={"http": up}):
@@ -176,8 +175,8 @@ def test_triton_error_passes_through_with_its_status(settings: Settings, book: P
 def test_metadata_and_ready_forwarded_to_a_serving_worker(
     client: TestClient, upstream: FakeUpstream
 ) -> None:
-    upstream.respond = lambda w, t, b: UpstreamResponse(
-        True, 200, b'{"name":"m2"}', {"content-type": "application/json"}
+    upstream.respond = lambda w, t, b: UpstreamResponse.from_http(
+        200, b'{"name":"m2"}', {"content-type": "application/json"}
     )
     assert client.get("/v2/models/m2").json() == {"name": "m2"}
     assert client.get("/v2/models/m2/ready").status_code == 200

@@ -17,7 +17,7 @@ from gateway.upstream.base import UpstreamResponse
 
 
 def _resp(status: int) -> UpstreamResponse:
-    return UpstreamResponse(200 <= status < 300, status, b"")
+    return UpstreamResponse.from_http(status, b"")
 
 
 @pytest.mark.parametrize(

@@ -96,12 +96,12 @@ async def test_refused_connection_is_retried_on_another_worker(
 
 async def test_unavailable_answer_is_retried(infos: list[WorkerInfo], book: ProfileBook) -> None:
     def respond(w: WorkerInfo, target: str, body: bytes | None) -> UpstreamResponse:
-        return UpstreamResponse(w.id != "f0", 503 if w.id == "f0" else 200, b"{}")
+        return UpstreamResponse.from_http(503 if w.id == "f0" else 200, b"{}")
 
     up = FakeUpstream(respond=respond)
     svc, _ = _service(infos, book, up)
     res = await svc.infer(_call())
-    assert res.response.status == 200 and res.worker.id != "f0"
+    assert res.response.http_status == 200 and res.worker.id != "f0"
     assert _retries(svc, "unavailable", "sent") == 1
 
 

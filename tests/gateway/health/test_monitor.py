@@ -53,7 +53,7 @@ class Triton:
         else:
             ok = not any(w.id == wid and target == f"/v2/models/{m}/ready"
                          for wid, m in self.model_down)  # fmt: skip
-        return UpstreamResponse(ok, 200 if ok else 503, b"")
+        return UpstreamResponse.from_http(200 if ok else 503, b"")
 
 
 def _rig(**cfg: object) -> tuple[HealthMonitor, FakeService, Triton, ManualClock, GatewayMetrics]:

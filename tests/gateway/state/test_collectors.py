@@ -54,7 +54,7 @@ async def test_refresher_applies_shared_load_and_staleness(
 
 async def test_health_prober_marks_and_restores(infos: list[WorkerInfo], book: ProfileBook) -> None:
     clock = ManualClock(10.0)
-    up = FakeUpstream(respond=lambda w, t, b: UpstreamResponse(True, 200, b"", {}))
+    up = FakeUpstream(respond=lambda w, t, b: UpstreamResponse.from_http(200, b"", {}))
     svc = _svc(infos, book, up, clock)
     prober = HealthProber(svc)
     up.fail["f0"] = UpstreamError("refused")
@@ -65,7 +65,7 @@ async def test_health_prober_marks_and_restores(infos: list[WorkerInfo], book: P
     del up.fail["f0"]
     await prober.tick()
     assert svc.healthy("f0") and svc.view.state("f0").available(clock.now())
-    up.respond = lambda w, t, b: UpstreamResponse(False, 503, b"", {})
+    up.respond = lambda w, t, b: UpstreamResponse.from_http(503, b"", {})
     await prober.tick()
     assert not svc.ready()
 

@@ -76,7 +76,7 @@ async def test_post_and_get_reuse_one_connection() -> None:
         w = _worker(port)
         for i in range(3):
             r = await up.call(w, "/v2/models/m/infer", b"body%d" % i, {"content-type": "x/y"}, 2)
-            assert r.ok and r.status == 200
+            assert r.ok and r.http_status == 200
             assert r.body == b"POST /v2/models/m/infer HTTP/1.1|x/y|body%d" % i
             assert r.headers == {
                 "content-type": "application/json",
@@ -107,7 +107,7 @@ async def test_chunked_and_until_close_bodies() -> None:
     async with _server(chunked) as (port, conns):
         for _ in range(2):
             r = await up.call(_worker(port), "/x", b"", {}, 2)
-            assert not r.ok and r.status == 400 and r.body == b"hello world"
+            assert not r.ok and r.http_status == 400 and r.body == b"hello world"
         assert len(conns) == 1
     async with _server(until_close) as (port, conns):
         for _ in range(2):
