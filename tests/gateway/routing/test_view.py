@@ -104,3 +104,21 @@ def test_rows_json_ready(view: FleetView) -> None:
     assert rows[0]["correction"] == {"m": 1.0, "tiny": 1.0}
     assert rows[0]["staleness_s"] is None
     assert not math.isnan(rows[0]["work_ms"])
+
+
+def test_abandon_moves_only_the_in_flight_accounting(view: FleetView) -> None:
+    s = view.state("e0")
+    r = Request("m", 50.0)
+    view.start("e0", r, 10.0, 0.0)
+    view.finish("e0", r, 10.0, 11.0, 0.011)  # one success: there is something to keep
+    learned = (s.ewma_ms, s.ewma_t, s.fails, s.corrections["m"].samples, s.corrections["m"].g)
+    for i in range(20):  # refused at once (a 4xx) or cancelled: the worker ran nothing
+        t = 0.02 + i * 0.001
+        r = Request("m", 50.0)
+        view.start("e0", r, 10.0, t)
+        view.abandon("e0", r, 10.0, t + 0.0005)
+    assert (s.ewma_ms, s.ewma_t, s.fails, s.corrections["m"].samples, s.corrections["m"].g) == (
+        learned
+    )
+    assert s.available(0.05) and (s.out, s.local_out, s.work_ms) == (0.0, 0, 0.0)
+    assert s.wait_at(0.05) == 0.0  # the slot is handed back: no phantom queue
