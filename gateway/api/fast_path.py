@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from gateway.api.infer_http import check_infer_request, infer_http
 from gateway.core.admission import ByteBudget
+from gateway.core.hints import HINT_KEYS
 from gateway.errors import GatewayError, PayloadTooLarge, Shed
 from gateway.service import InferenceService
 
@@ -41,16 +42,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
-_WANTED = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "content-encoding",
-        "inference-header-content-length",
-        "x-slo-ms",
-        "x-priority",
-        "x-category",
-    }
+_WANTED = (
+    frozenset(
+        {"content-type", "content-length", "content-encoding", "inference-header-content-length"}
+    )
+    | HINT_KEYS  # the hints, and misspelt hints (refused, not ignored: gateway.core.hints)
 )
 _JSON = [(b"content-type", b"application/json")]
 

@@ -54,7 +54,7 @@ from gateway.api.grpc_wire import (
     stream_error,
     stream_infer_response,
 )
-from gateway.core.hints import HINT_NAMES
+from gateway.core.hints import HINT_KEYS
 from gateway.errors import (
     BadRequest,
     ClientDeadlineExceeded,
@@ -103,7 +103,7 @@ def _metadata_hints(metadata: Sequence[tuple[str, str | bytes]] | None) -> dict[
     """Hint values sent as invocation metadata (names are lower-case on the wire)."""
     hints: dict[str, Any] = {}
     for key, value in metadata or ():
-        if key in HINT_NAMES:
+        if key in HINT_KEYS:  # the hints and misspelt ones (refused: gateway.core.hints)
             hints[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return hints
 
@@ -278,10 +278,10 @@ class GrpcFrontDoor:
         """Read what routing needs from one ``ModelInferRequest`` (see the module doc)."""
         head = parse_infer_head(body)
         params: dict[str, Any] = {}
-        if head.parameters:
-            for name in HINT_NAMES:
-                if name in head.parameters:
-                    params[name] = _param_value(head.parameters[name])
+        if head.parameters:  # the hints and misspelt ones, validated by gateway.core.hints
+            for name, param in head.parameters.items():
+                if name.lower() in HINT_KEYS:
+                    params[name] = _param_value(param)
         batch = 1
         if head.inputs:
             shape = head.inputs[0].shape

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.core.hints import HINT_NAMES
+from gateway.core.hints import hint_items
 from gateway.core.kserve import peek_infer_body
 from gateway.errors import ModelNotFound, PayloadTooLarge, UnsupportedMediaType
 from gateway.service import InferCall, InferenceService, InferResult
@@ -84,7 +84,7 @@ async def infer_http(
             target=target,
             body=body,
             headers={k: v for k in PASS_REQUEST_HEADERS if (v := headers.get(k)) is not None},
-            hints={k: v for k in HINT_NAMES if (v := headers.get(k)) is not None},
+            hints=hint_items(headers),
             parameters=facts.parameters,
             batch=facts.batch,
         )

@@ -200,6 +200,12 @@ _OK_INPUT: dict[str, Any] = {"name": "INPUT0", "shape": [1, 1], "datatype": "FP3
          {"json": {"inputs": [_OK_INPUT], "parameters": {"x-priority": 1.5}}}, 400),
         ("unknown category",
          {"json": {"inputs": [_OK_INPUT]}, "headers": {"x-category": "batch"}}, 400),
+        ("malformed SLO parameter",
+         {"json": {"inputs": [_OK_INPUT], "parameters": {"x-slo-ms": "soon"}}}, 400),
+        ("misspelt SLO parameter (was ignored: issue 18.2)",
+         {"json": {"inputs": [_OK_INPUT], "parameters": {"slo_ms": "soon"}}}, 400),
+        ("SLO parameter of the wrong type",
+         {"json": {"inputs": [_OK_INPUT], "parameters": {"x-slo-ms": True}}}, 400),
     ],
 )  # fmt: skip
 def test_bad_input(stack: dict[str, Any], what: str, kwargs: dict[str, Any], status: int) -> None:

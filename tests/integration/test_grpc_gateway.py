@@ -138,6 +138,8 @@ def test_routing_facts_as_trailing_metadata(stub: Any) -> None:
         ((), {"x-slo-ms": "soon"}, "x-slo-ms"),
         ((("x-priority", "high"),), {}, "x-priority"),
         ((), {"x-category": "bulk"}, "x-category"),
+        ((), {"slo_ms": "soon"}, "x-slo-ms"),  # a misspelt hint is refused, not ignored
+        ((("x_priority", "1"),), {}, "x-priority"),
     ],
 )
 def test_bad_hints_are_invalid_argument(
