@@ -31,7 +31,8 @@ from typing import Any
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from gateway.api.grpc_wire import parse_infer_head
-from gateway.core.calls import InferCall, worker_fault
+from gateway.core.calls import InferCall, outcome_of
+from gateway.core.hints import HINT_KEYS, hint_items
 from gateway.core.ticket import Ticket
 from gateway.epp import replies
 from gateway.epp.endpoints import endpoint_of
@@ -46,7 +47,7 @@ from gateway.epp.protocol import (
     served_endpoint,
     subset_hint,
 )
-from gateway.errors import BadRequest, GatewayError, ModelNotFound, NoHealthyWorker
+from gateway.errors import BadRequest, GatewayError, ModelNotFound, NoHealthyWorker, StatusCode
 from gateway.health.outcome import Outcome
 from gateway.routing.types import WorkerInfo
 from gateway.service import InferenceService
@@ -56,7 +57,6 @@ __all__ = ["Exchange", "PickerConfig"]
 
 log = logging.getLogger(__name__)
 
-_HINTS = ("x-slo-ms", "x-priority", "x-category")
 _GRPC_HEADER_BYTES = 5  # gRPC message prefix: 1 byte compressed flag + 4 bytes length
 
 
@@ -91,7 +91,7 @@ class PickerConfig:
 
 def _hints(headers: Mapping[str, str], cfg: PickerConfig) -> dict[str, str]:
     """Hint values from headers, GIE names mapped onto ours (ours win)."""
-    out = {k: headers[k] for k in _HINTS if k in headers}
+    out = hint_items(headers)  # hints and misspelt ones: gateway.core.hints has the one rule
     if "x-slo-ms" not in out and GIE_SLO_HEADER in headers:
         out["x-slo-ms"] = headers[GIE_SLO_HEADER]
     objective = headers.get(GIE_OBJECTIVE_HEADER)
@@ -178,16 +178,21 @@ class Exchange:
             head = parse_infer_head(body[_GRPC_HEADER_BYTES:])  # name=1, version=2 as ModelInfer
         except GatewayError as exc:
             return replies.refuse(exc, True)
-        params = {k: _param(v) for k, v in head.parameters.items() if k in _HINTS}
-        headers = {**params, **self._headers}  # metadata wins over parameters
+        params = {k: _param(v) for k, v in head.parameters.items() if k.lower() in HINT_KEYS}
+        headers = dict(self._headers)
         if target.kind == "infer" and head.inputs and head.inputs[0].shape:
             headers.setdefault(BATCH_HEADER, str(max(1, head.inputs[0].shape[0])))
         found = Target(target.kind, head.model_name, head.model_version or None, grpc=True)
         self._target = found
-        return self._pick(found, headers, body_phase=True)
+        return self._pick(found, headers, body_phase=True, parameters=params)
 
     def _pick(
-        self, target: Target, headers: Mapping[str, str], *, body_phase: bool
+        self,
+        target: Target,
+        headers: Mapping[str, str],
+        *,
+        body_phase: bool,
+        parameters: Mapping[str, Any] | None = None,
     ) -> pb.ProcessingResponse:
         try:
             with self._subset(target):
@@ -204,6 +209,7 @@ class Exchange:
                     target=headers.get(":path", ""),
                     body=b"",
                     hints=_hints(headers, self.cfg),
+                    parameters=parameters or {},  # metadata wins (gateway.core.hints)
                     batch=_batch(headers),
                     protocol="grpc" if target.grpc else "http",
                 )
@@ -318,8 +324,8 @@ class Exchange:
         elif not upstream:  # Envoy's own answer: 503 no connection, 504 timeout
             self._end(Outcome.TIMEOUT if status == 504 else Outcome.CONNECT, None, str(status))
         else:
-            resp = UpstreamResponse(200 <= status < 300, status, b"")
-            self._end(_outcome(resp, "http"), _latency_ms(self.service, ticket), str(status))
+            resp = UpstreamResponse.from_http(status, b"")
+            self._end(outcome_of(resp), _latency_ms(self.service, ticket), str(status))
 
     def _end_grpc(
         self, msg: pb.ProcessingRequest, ticket: Ticket, grpc_status: str | None, upstream: bool
@@ -330,9 +336,8 @@ class Exchange:
             why = Outcome.TIMEOUT if self._status == 504 else Outcome.CONNECT
             self._end(why, None, str(self._status))
         else:
-            code = int(grpc_status) if grpc_status and grpc_status.isdigit() else 2  # UNKNOWN
-            resp = UpstreamResponse(code == 0, code, b"")
-            self._end(_outcome(resp, "grpc"), _latency_ms(self.service, ticket), str(code))
+            resp = UpstreamResponse.from_grpc(_grpc_code(grpc_status), b"")
+            self._end(outcome_of(resp), _latency_ms(self.service, ticket), str(resp.http_status))
 
     def _end(self, outcome: Outcome, latency_ms: float | None, code: str) -> None:
         """``service.end`` once; accounting must never break Envoy's stream."""
@@ -349,11 +354,14 @@ class Exchange:
         self._end(Outcome.NEUTRAL, None, "499")
 
 
-def _outcome(resp: UpstreamResponse, protocol: str) -> Outcome:
-    """How outlier detection counts an answer (as the gateway's own request path does)."""
-    if resp.ok:
-        return Outcome.SUCCESS
-    return Outcome.ERROR if worker_fault(resp, protocol) else Outcome.NEUTRAL
+def _grpc_code(grpc_status: str | None) -> StatusCode:
+    """The code of a ``grpc-status`` trailer (``UNKNOWN`` when absent or not a known code)."""
+    if grpc_status and grpc_status.isdigit() and int(grpc_status) in _CODES:
+        return StatusCode(int(grpc_status))
+    return StatusCode.UNKNOWN
+
+
+_CODES = frozenset(int(c) for c in StatusCode)
 
 
 def _latency_ms(service: InferenceService, ticket: Ticket) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
@@ -118,7 +117,7 @@ def refuse(exc: GatewayError, grpc_call: bool) -> pb.ProcessingResponse:
     """An ``ImmediateResponse`` for ``exc`` in the request's protocol."""
     headers = dict(exc.headers())
     if grpc_call:
-        code = grpc.StatusCode[exc.grpc_code].value[0]
+        code = int(exc.code)
         # Envoy answers a gRPC call trailers-only: HTTP 200, grpc-status, grpc-message = body
         return pb.ProcessingResponse(
             immediate_response=pb.ImmediateResponse(
