@@ -6,8 +6,10 @@ child is stopped on the way out (normal end, Ctrl-C, SIGTERM, error):
 1. an embedded Valkey (``gateway.embedded``) and the scenario's fleet (``workers.fleet``);
 2. the gateway (REST on ``--port``; the gRPC front door on ``--grpc-port`` when installed) on
    uvicorn in this event loop, routing with the scenario's (time-scaled) profiles;
-3. the scenario's seeded open-loop trace (``loadtest.client.replay``) for a few policies in
-   turn, each on a fresh routing view, with a table per policy and per worker;
+3. the scenario's seeded open-loop trace (``loadtest.loops.replay``) for a few policies in
+   turn, each on a fresh routing view and an idle fleet (no worker holding queued or executing
+   requests, the gateway nothing in flight: :mod:`workers.idle`; the previous policy's backlog
+   must not count against the next), with a table per policy and per worker;
 4. then it serves until Ctrl-C / SIGTERM, or exits with ``--exit-after-load``.
 """
 
@@ -18,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.app import AppDeps, create_app
 from gateway.demo_report import print_banner, print_policy, print_summary
@@ -30,6 +32,9 @@ from gateway.scenario import FormatError, Scenario, load_scenario
 from gateway.server import InProcessServer, inprocess_config
 from gateway.service import InferenceService
 from gateway.settings import ModelDefaults, Settings, WorkerSpec
+
+if TYPE_CHECKING:
+    from workers.fleet import Fleet
 
 __all__ = ["DEMO_POLICIES", "run_demo"]
 
@@ -64,10 +69,50 @@ def _settings(sc: Scenario, workers: list[Any], port: int, grpc_port: int, url: 
     )
 
 
+CLIENT_TIMEOUT_S = 10.0
+"""The load's client gives up on a request after this long (it counts as lost)."""
+IDLE_TIMEOUT_S = 45.0
+"""The longest wait for an idle fleet between policies: the demo gateway's upstream timeout
+(``min_timeout_s`` 30 s) bounds how long it holds a request, plus margin for Triton's queue."""
+
+
+async def _settle(service: InferenceService, fleet: Fleet, name: str, stop: asyncio.Event) -> None:
+    """Wait until no worker holds work and the gateway has nothing in flight (workers.idle).
+
+    A server still busy at the bound while the gateway waits for nothing (requests the gateway
+    gave up on, still in Triton's queue) is restarted, which empties its queue.
+    """
+    from workers.idle import wait_idle
+
+    _say(f"waiting for an idle fleet before {name} ...")
+    idle = await asyncio.to_thread(
+        wait_idle,
+        fleet.backlog,
+        IDLE_TIMEOUT_S,
+        inflight=lambda: service.inflight,
+        cancelled=stop.is_set,
+    )
+    if stop.is_set():
+        return
+    _say(idle.describe())
+    stuck = [*idle.busy, *idle.down] if idle.inflight == 0 else list(idle.down)
+    if stuck:
+        _say(f"restarting {', '.join(stuck)} so {name} starts on an empty queue")
+        for worker in stuck:
+            await asyncio.to_thread(fleet.recover, worker)
+    if not idle.idle and idle.inflight:
+        _say(f"the gateway still waits for {idle.inflight} request(s): {name}'s table may pay")
+
+
 async def _load(
-    service: InferenceService, sc: Scenario, url: str, duration: float, stop: asyncio.Event
+    service: InferenceService,
+    fleet: Fleet,
+    sc: Scenario,
+    url: str,
+    duration: float,
+    stop: asyncio.Event,
 ) -> int:
-    """Replay the trace once per demo policy; the number of failed (error/lost) requests."""
+    """Replay the trace once per demo policy, each on an idle fleet; failed requests (errors)."""
     from loadtest.bench_stats import summarize
     from loadtest.bench_workload import live_trace, scenario_for_run
     from loadtest.loops import replay
@@ -78,13 +123,14 @@ async def _load(
     results: dict[str, dict[str, Any]] = {}
     errors = 0
     for name in [p for p in DEMO_POLICIES if p in policy_names()]:
+        await _settle(service, fleet, name, stop)
         if stop.is_set():
             break
         service.view = FleetView(service.workers(), book, stale_after_s=service.view.stale_after_s)
         service.set_policy(make_policy(name, book, seed=sc.seed))
         _say(f"load: {name}, {len(trace)} requests over {duration:g} s ...")
         t0 = time.perf_counter()
-        replaying = asyncio.ensure_future(replay(trace, [url], "http", timeout_s=10.0))
+        replaying = asyncio.ensure_future(replay(trace, [url], "http", timeout_s=CLIENT_TIMEOUT_S))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({replaying, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -137,7 +183,7 @@ async def _demo(
         ready_s = time.perf_counter() - t_start
         service: InferenceService = app.state.service
         print_banner(settings, workers, sc, ready_s, redis_url)
-        errors = await _load(service, sc, f"http://127.0.0.1:{port}", duration, stop)
+        errors = await _load(service, fleet, sc, f"http://127.0.0.1:{port}", duration, stop)
         if not exit_after_load and not stop.is_set():
             _say(f"serving on http://127.0.0.1:{port} — Ctrl-C to stop")
             await stop.wait()

@@ -13,9 +13,11 @@ What runs (all on loopback, all children reaped on exit, Ctrl-C or SIGTERM):
    :func:`loadtest.sim.trace.build_trace` (the simulator's own generator, same seed) round
    robin over the replicas, each request with ``x-slo-ms``, ``x-priority``, ``x-category``; the
    fleet's clock (speed steps, faults) is restarted at the trace's t=0;
-5. between policies the fleet drains; a server still holding queued work after a short wait
-   (an overload the last policy caused) or down after a crash fault is restarted, so the next
-   policy starts on an idle fleet.
+5. between policies the fleet drains: faults and slowdowns are cleared, and the next policy
+   starts only when no worker holds queued or executing requests and no gateway has any in
+   flight (:mod:`workers.idle`, said in the progress output); a server still busy after
+   :data:`IDLE_TIMEOUT_S` (an overload the last policy caused) or down after a crash fault is
+   restarted. So a policy never pays for the previous one's backlog, whatever the duration.
 
 Output: the JSON of DESIGN.md §3 with ``"mode": "live"`` (``--json``: exactly one document on
 stdout), a table, ``--plot`` PNG, ``--html`` report; ``--compare-sim`` adds the simulator's
@@ -125,48 +127,53 @@ class LiveRun:
         self.workers = workers
 
 
-def _pending(metrics_url: str) -> float:
-    """Sum of ``nv_inference_pending_request_count`` of one Triton server (-1: unreachable)."""
-    import urllib.request
+IDLE_TIMEOUT_S = 30.0
+"""The longest wait for an idle fleet after a policy; what is still busy then is restarted."""
 
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=1.0) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return -1.0
+
+def _inflight(gateways: Sequence[Any]) -> int:
+    """Requests in flight over every replica (``synergai_inflight_requests``; unreachable: 0)."""
     total = 0.0
-    for line in text.splitlines():
-        if line.startswith("nv_inference_pending_request_count"):
-            with contextlib.suppress(ValueError):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    for g in gateways:
+        for line in g.metrics().splitlines():
+            if line.startswith("synergai_inflight_requests "):
+                with contextlib.suppress(ValueError):
+                    total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
-def _settle_fleet(fleet: Any, say: Any, wait_s: float = 3.0) -> None:
-    """Between policies: stop faults, clear slowdowns, let queues drain, restart laggards.
+def _settle_fleet(
+    fleet: Any, gateways: Sequence[Any], say: Any, timeout_s: float = IDLE_TIMEOUT_S
+) -> Any:
+    """After a policy: stop faults, clear slowdowns, wait for an idle fleet (workers.idle).
 
     The fault schedule is stopped first (a crash restart in flight completes), so no fault
     fires while the next policy's gateways start; the next trace restarts the fleet clock and
-    the schedule (``Fleet.reset_clock``). A server still holding queued work after ``wait_s``
-    (an overload the last policy caused) or down after a crash is restarted.
+    the schedule (``Fleet.reset_clock``). Then, with the policy's gateways still up (so they
+    collect their answers), it waits until no worker holds queued or executing requests and no
+    gateway has any in flight. Returns the :class:`workers.idle.Idle`; the caller stops the
+    gateways, then restarts whatever is still busy or down (:func:`_restart_laggards`).
     """
+    from workers.idle import wait_idle
+
     injector = fleet.injector
     if injector is not None:
         injector.stop()
     for w in fleet.workers:
         with contextlib.suppress(Exception):
             fleet.set_slowdown(w.id, 1.0)
-    deadline = time.monotonic() + wait_s
-    busy: list[Any] = []
-    while True:
-        busy = [w for w in fleet.workers if _pending(w.metrics_url) != 0]
-        if not busy or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    if busy:
-        say(f"restarting {len(busy)} busy or down server(s): {', '.join(w.id for w in busy)}")
-        for w in busy:
-            fleet.recover(w.id)
+    idle = wait_idle(fleet.backlog, timeout_s, inflight=lambda: _inflight(gateways))
+    say(idle.describe())
+    return idle
+
+
+def _restart_laggards(fleet: Any, idle: Any, say: Any) -> None:
+    """Restart the servers still busy or down after :func:`_settle_fleet` (empties a queue)."""
+    laggards = [*idle.busy, *idle.down]
+    if laggards:
+        say(f"restarting {len(laggards)} busy or down server(s): {', '.join(laggards)}")
+        for worker in laggards:
+            fleet.recover(worker)
 
 
 def run_live(
@@ -221,7 +228,7 @@ def run_live(
             "time_scale": scenario.time_scale,
             "requests_per_policy": len(trace),
             "client_timeout_s": timeout,
-            "policy_switch": "gateways restarted per policy, Redis flushed",
+            "policy_switch": "gateways restarted per policy, Redis flushed, fleet idle",
             "machine": machine(),
         },
     }
@@ -268,12 +275,13 @@ def run_live(
                         )
                     )
                     dec = decision_us_p50([g.metrics() for g in gws])
-                    stack.stop_gateways()
                     all_outcomes[name] = outcomes
                     doc["policies"][name] = summarize(trace, outcomes, duration, dec)
                     tl["policies"][name] = timeline(trace, outcomes, pools, duration)
                     progress.update(task, completed=len(trace))
-                    _settle_fleet(fleet, say)
+                    idle = _settle_fleet(fleet, gws, say)
+                    stack.stop_gateways()
+                    _restart_laggards(fleet, idle, say)
     finally:
         stack.stop()
         if own:

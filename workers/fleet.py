@@ -462,6 +462,14 @@ class Fleet:
         """
         self.server(worker_id).set_control(fail=message)
 
+    def backlog(self) -> dict[str, int]:
+        """Worker id -> requests its server holds now, queued or executing (-1: not answering).
+
+        See :meth:`workers.launcher.TritonServer.backlog`; :func:`workers.idle.wait_idle` waits
+        for all of them to be 0.
+        """
+        return {wid: m.server.backlog() for wid, m in self._members.items()}
+
     def pids(self) -> list[int]:
         """PIDs of every process this fleet runs now (servers, their stubs, the relay)."""
         out: list[int] = []

@@ -37,6 +37,7 @@ from workers.repository import (
     DEVICE_MODEL,
     SLOT_RESOURCE,
     ServerSpec,
+    busy_slots,
     reset_slots,
     slots_file,
     write_repository,
@@ -186,6 +187,18 @@ class TritonServer:
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    def backlog(self) -> int:
+        """Requests the server holds now: queued (Triton's pending count, summed over its models)
+        plus executing (the emulated device's busy slots); -1 when its metrics do not answer.
+        """
+        from gateway.state.triton_metrics import parse_metrics
+
+        status, body = http_get(self.ports.metrics, "/metrics", timeout=1.0)
+        if status != 200:
+            return -1
+        pending = parse_metrics(body.decode("utf-8", "replace"), 0.0).pending
+        return int(pending) + busy_slots(slots_file(self.control_file))
 
     # -- control file ----------------------------------------------------------------------
     def set_control(

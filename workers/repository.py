@@ -51,6 +51,7 @@ __all__ = [
     "SLOT_RESOURCE",
     "EmulatedModel",
     "ServerSpec",
+    "busy_slots",
     "reset_slots",
     "slots_file",
     "write_repository",
@@ -224,6 +225,22 @@ def reset_slots(path: Path, instances: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(struct.pack("<" + "d" * (3 * instances), *([0.0, -1e18, -1e18] * instances)))
     os.replace(tmp, path)
+
+
+def busy_slots(path: Path) -> int:
+    """Executions in progress on a server: the busy flags of its slot file (0 when absent).
+
+    Triton's ``nv_inference_pending_request_count`` counts queued requests only; a request the
+    device is executing shows only here (measured: four 300 ms requests on one slot read pending
+    3, 2, 1, 0 while the fourth still ran).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return 0
+    n = len(raw) // 24
+    values = struct.unpack("<" + "d" * (3 * n), raw[: 24 * n])
+    return sum(1 for i in range(n) if values[3 * i] != 0.0)
 
 
 def write_repository(spec: ServerSpec, root: Path, control_file: Path) -> Path:

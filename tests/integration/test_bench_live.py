@@ -118,6 +118,8 @@ def test_bench_json_contract_and_every_child_reaped(tmp_path: Path) -> None:
     # same trace for every policy
     assert len({r["requests"] for r in doc["policies"].values()}) == 1
     assert "progress" not in proc.stdout
+    # after each policy the bench waited for an idle fleet and said so
+    assert proc.stderr.count("fleet idle after") + proc.stderr.count("fleet not idle") == 2
     assert _ours(str(tmp_path)) == []  # no Triton server, stub or relay left behind
 
 

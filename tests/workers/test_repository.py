@@ -85,3 +85,18 @@ def test_repository_layout_and_config(tmp_path: Path) -> None:
     # Rewriting replaces the old content.
     write_repository(ServerSpec("edge-0", [EmulatedModel.fixed("z", 1)]), root, tmp_path / "c")
     assert sorted(p.name for p in root.iterdir()) == [DEVICE_MODEL, "z"]
+
+
+def test_busy_slots_counts_the_busy_flags(tmp_path: Path) -> None:
+    import struct
+
+    from workers.repository import busy_slots, reset_slots
+
+    path = tmp_path / "slots.bin"
+    assert busy_slots(path) == 0  # no file: nothing executing
+    reset_slots(path, 3)
+    assert busy_slots(path) == 0
+    raw = bytearray(path.read_bytes())
+    raw[24:32] = struct.pack("<d", 1.0)  # slot 1 busy, as the model marks it
+    path.write_bytes(bytes(raw))
+    assert busy_slots(path) == 1
