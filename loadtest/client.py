@@ -93,24 +93,56 @@ class Outcome:
 
 @dataclass
 class Payloads:
-    """Request bodies built once per (model, batch), so the hot loop only picks bytes."""
+    """Request bodies built once per (model, batch), so the hot loop only picks bytes.
 
-    _json: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    Attributes:
+        width: FP32 elements per item (``INPUT0 [batch, width]``; the emulated models take any
+            width). 4 by default; ``bench overhead``'s large-tensor rows use 262,144 (1 MiB).
+        binary: REST bodies in Triton's binary-tensor extension (as ``tritonclient.http``
+            sends them, outputs asked back in binary) instead of JSON numbers; automatic
+            above 4,096 elements, where JSON text would cost more than the tensor.
+    """
+
+    width: int = _WIDTH
+    binary: bool | None = None
+    _json: dict[tuple[str, int], tuple[bytes, dict[str, str]]] = field(default_factory=dict)
     _grpc: dict[tuple[str, int], Any] = field(default_factory=dict)
 
+    @property
+    def use_binary(self) -> bool:
+        """Whether REST bodies use the binary-tensor extension."""
+        return self.binary if self.binary is not None else self.width > 4096
+
     def json_body(self, model: str, batch: int) -> bytes:
-        """KServe v2 JSON body: ``INPUT0`` FP32 ``[batch, 4]``."""
+        """The REST body: KServe v2 JSON, ``INPUT0`` FP32 ``[batch, width]``."""
+        return self.http_request(model, batch)[0]
+
+    def http_request(self, model: str, batch: int) -> tuple[bytes, dict[str, str]]:
+        """The REST body and its content headers (JSON, or the binary-tensor extension)."""
         key = (model, batch)
-        body = self._json.get(key)
-        if body is None:
-            data = [float(i) for i in range(batch * _WIDTH)]
-            doc = {
-                "inputs": [
-                    {"name": "INPUT0", "shape": [batch, _WIDTH], "datatype": "FP32", "data": data}
-                ]
-            }
-            body = self._json[key] = orjson.dumps(doc)
-        return body
+        found = self._json.get(key)
+        if found is None:
+            n = batch * self.width
+            shape = [batch, self.width]
+            if self.use_binary:
+                import numpy as np
+
+                raw = np.arange(n, dtype="<f4").tobytes()
+                head = orjson.dumps({
+                    "inputs": [{"name": "INPUT0", "shape": shape, "datatype": "FP32",
+                                "parameters": {"binary_data_size": len(raw)}}],
+                    "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}],
+                })  # fmt: skip
+                headers = {"content-type": "application/octet-stream",
+                           "inference-header-content-length": str(len(head))}  # fmt: skip
+                found = (head + raw, headers)
+            else:
+                data = [float(i) for i in range(n)]
+                doc = {"inputs": [{"name": "INPUT0", "shape": shape, "datatype": "FP32",
+                                   "data": data}]}  # fmt: skip
+                found = (orjson.dumps(doc), {"content-type": "application/json"})
+            self._json[key] = found
+        return found
 
     def grpc_request(self, model: str, batch: int) -> Any:
         """``inference.ModelInferRequest`` with the same tensor as raw little-endian bytes."""
@@ -120,12 +152,12 @@ class Payloads:
             import numpy as np
             from tritonclient.grpc import service_pb2
 
-            arr = np.arange(batch * _WIDTH, dtype="<f4").reshape(batch, _WIDTH)
+            arr = np.arange(batch * self.width, dtype="<f4").reshape(batch, self.width)
             req = service_pb2.ModelInferRequest(model_name=model)
             tensor = req.inputs.add()
             tensor.name = "INPUT0"
             tensor.datatype = "FP32"
-            tensor.shape.extend([batch, _WIDTH])
+            tensor.shape.extend([batch, self.width])
             req.raw_input_contents.append(arr.tobytes())
             self._grpc[key] = req
         return req
@@ -193,8 +225,8 @@ class _HttpSender(Sender):
         import aiohttp
 
         url = f"{self._urls[target]}/v2/models/{model}/infer"
-        body = self._payloads.json_body(model, batch)
-        headers = {"content-type": "application/json", **dict(meta)}
+        body, content = self._payloads.http_request(model, batch)
+        headers = {**content, **dict(meta)}
         try:
             async with self._session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
@@ -229,7 +261,10 @@ class _GrpcSender(Sender):
         import grpc
         from tritonclient.grpc import service_pb2_grpc
 
-        opts = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        opts = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
         for t in self._targets:
             stubs = []
             for _ in range(self._lanes):

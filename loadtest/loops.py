@@ -205,6 +205,7 @@ async def closed_loop(
     timeout_s: float = 30.0,
     dead: set[int] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    width: int = 4,
 ) -> ClosedLoopResult:
     """``concurrency`` clients in a loop for ``warmup_s + duration_s``, back to back.
 
@@ -225,11 +226,12 @@ async def closed_loop(
             it here and moves to a live one (the caller may add to it too); when every target
             is dead the clients stop. ``None``: no fail-over, a refusal is just an error.
         clock: monotonic seconds (``start_s``/``end_s`` of the outcomes are on it).
+        width: FP32 elements per item of the input tensor (:class:`Payloads`; 262,144 = 1 MiB).
     """
     names = [targets] if isinstance(targets, str) else list(targets)
     meta = tuple((headers or {}).items())
     sender = open_sender(
-        protocol, names, Payloads(), timeout_s, conns=concurrency, lanes=concurrency
+        protocol, names, Payloads(width=width), timeout_s, conns=concurrency, lanes=concurrency
     )
     measured: list[Outcome] = []
     warm = 0

@@ -1,4 +1,4 @@
-"""``synergai bench overhead``: what the gateway costs, against Triton directly and nginx.
+"""``synergai bench overhead``: what the gateway costs, against Triton, nginx and Envoy.
 
 One run, one Triton server (one emulated model that answers at once: ``echo``, 0.01 ms, two
 instances, so the server is never the slowest part), three ways in:
@@ -7,7 +7,13 @@ instances, so the server is never the slowest part), three ways in:
 * ``gateway``: through one ``synergai serve`` replica (its default policy, shared state in a real
   Valkey), REST in and, for the ``grpc`` rows, gRPC in and out;
 * ``nginx``: through ``nginx`` (Debian package, one worker process, ``least_conn``, upstream
-  keep-alive) when the binary is installed; otherwise that column is skipped with a message.
+  keep-alive) when the binary is installed; otherwise that column is skipped with a message;
+* ``envoy`` and ``envoy+epp``: through a real Envoy balancing on its own, and through Envoy with
+  ``synergai epp`` picking every request (:mod:`loadtest.overhead_envoy`).
+
+Then one large-tensor row per target (1 MiB input, :data:`MIB_CONCURRENCY` clients; REST in
+Triton's binary-tensor extension). Rows run concurrency by concurrency, every target in turn,
+so a drifting machine hurts no target alone. ``summary`` condenses the issue-17 figures.
 
 For each target and concurrency in :data:`CONCURRENCY` a closed loop (each client sends its
 next request when the last one answered; one keep-alive connection per client) runs
@@ -40,15 +46,17 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.bench_stats import percentile
-from loadtest.client import Protocol
 from loadtest.gateway_process import GatewayProcess
 from loadtest.loops import ClosedLoopResult, closed_loop
+from loadtest.overhead_envoy import MIB_WIDTH, OverheadTarget, envoy_targets, summary
 from loadtest.overhead_rig import MODEL, MODEL_MS, Nginx, echo_rig, nginx_binary
 
 __all__ = ["CONCURRENCY", "main", "plot_overhead", "run_overhead", "summarize_collapsed"]
 
 CONCURRENCY: tuple[int, ...] = (1, 8, 32, 128)
 """Closed-loop client counts, each its own row."""
+MIB_CONCURRENCY = 8
+"""Closed-loop clients of the large-tensor (1 MiB input) rows, one per target."""
 _WARMUP_S = 0.5
 
 
@@ -69,6 +77,43 @@ def _row(target: str, protocol: str, r: ClosedLoopResult) -> dict[str, Any]:
 def _cpu_s(proc: Any) -> float:
     t = proc.cpu_times()
     return float(t.user + t.system)
+
+
+def _run_row(
+    target: OverheadTarget, conc: int, width: int, duration: float, say: Any
+) -> dict[str, Any]:
+    """One closed loop against ``target``; the row, with the CPU per request it watches."""
+    before = {key: _cpu_s(proc) for key, proc in target.cpu.items()}
+    r = asyncio.run(
+        closed_loop(target.url, target.protocol, conc, duration, model=MODEL,
+                    warmup_s=_WARMUP_S, headers=target.headers, width=width)
+    )  # fmt: skip
+    row = _row(target.name, target.protocol, r)
+    if target.variant:
+        row["variant"] = target.variant
+    if width != 4:
+        row["tensor_bytes"] = 4 * width
+    n = max(1, len(r.latencies_ms) + r.errors)
+    for key, proc in target.cpu.items():
+        row[key] = round(1000 * (_cpu_s(proc) - before[key]) / n, 3)
+    label = f"{target.name}{'/' + target.variant if target.variant else ''}"
+    size = " 1MiB" if width != 4 else ""
+    say(
+        f"{label:>22} {target.protocol:<4} c={conc:<3}{size} {row['rps']:>8.1f} req/s  "
+        f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  errors {row['errors']}"
+    )
+    return row
+
+
+def _mean_cpu(rows: list[dict[str, Any]], target: str, key: str) -> float | None:
+    """CPU ms per request of ``target``'s small-tensor HTTP rows, weighted by requests."""
+    picked = [r for r in rows if r["target"] == target and r["protocol"] == "http"
+              and key in r and not r.get("tensor_bytes")]  # fmt: skip
+    total = float(sum(r["rps"] for r in picked))
+    if not total:
+        return None
+    weighted = float(sum(r[key] * r["rps"] for r in picked))
+    return round(weighted / total, 3)
 
 
 def summarize_collapsed(text: str, top: int = 25) -> str:
@@ -129,23 +174,31 @@ def _profile(gw_pid: int, url: str, out_dir: Path, duration: float, say: Any) ->
 
 def _table(doc: dict[str, Any]) -> Table:
     t = Table(title="gateway overhead (closed loop)", title_justify="left")
-    for col in ("target", "proto", "conc", "req/s", "p50 ms", "p99 ms", "vs direct"):
+    for col in ("target", "proto", "conc", "req/s", "p50 ms", "p99 ms", "vs direct", "cpu ms/req"):
         t.add_column(col, justify="left" if col in ("target", "proto") else "right")
-    direct = {(r["protocol"], r["concurrency"]): r for r in doc["rows"] if r["target"] == "direct"}
+
+    def key(r: dict[str, Any]) -> tuple[str, int, int]:
+        return (r["protocol"], r["concurrency"], r.get("tensor_bytes", 0))
+
+    direct = {key(r): r for r in doc["rows"] if r["target"] == "direct"}
     for r in doc["rows"]:
-        d = direct.get((r["protocol"], r["concurrency"]))
+        d = direct.get(key(r))
         rel = "-"
         if d and d["rps"] and r["target"] != "direct":
             added = (r["p50_ms"] or 0) - (d["p50_ms"] or 0)
             rel = f"{100 * r['rps'] / d['rps']:.0f}% rps, +{added:.2f} ms p50"
+        cpu = r.get("gateway_cpu_ms_per_request", r.get("epp_cpu_ms_per_request"))
+        name = r["target"] + (f" ({r['variant']})" if r.get("variant") else "")
+        size = " 1MiB" if r.get("tensor_bytes") else ""
         t.add_row(
-            r["target"],
+            name,
             r["protocol"],
-            str(r["concurrency"]),
+            f"{r['concurrency']}{size}",
             f"{r['rps']:.0f}",
             f"{r['p50_ms'] or 0:.2f}",
             f"{r['p99_ms'] or 0:.2f}",
             rel,
+            "-" if cpu is None else f"{cpu:.3f}",
         )
     return t
 
@@ -179,7 +232,10 @@ def plot_overhead(doc: dict[str, Any], path: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     series: dict[str, list[dict[str, Any]]] = {}
     for r in doc["rows"]:
-        series.setdefault(f"{r['target']} ({r['protocol']})", []).append(r)
+        if r.get("tensor_bytes"):
+            continue  # one point per target: the table has them
+        variant = f", {r['variant']}" if r.get("variant") else ""
+        series.setdefault(f"{r['target']} ({r['protocol']}{variant})", []).append(r)
     for label, rows in series.items():
         c = [r["concurrency"] for r in rows]
         ax1.plot(c, [r["rps"] for r in rows], marker="o", label=label)
@@ -241,6 +297,7 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     cpu_ms: float | None = None
+    epp_cpu_ms: float | None = None
     policy = _gateway_policy()
     try:
         with contextlib.ExitStack() as stack:
@@ -248,58 +305,46 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
             gw = stack.enter_context(
                 GatewayProcess(cfg, wd, policy=policy, redis_url=valkey.url, name="overhead")
             )
-            targets: list[tuple[str, Protocol, str]] = [
-                ("direct", "http", server.http_url),
-                ("gateway", "http", gw.url),
+            gproc = {"gateway_cpu_ms_per_request": gw.process()}
+            targets: list[OverheadTarget] = [
+                OverheadTarget("direct", "http", server.http_url),
+                OverheadTarget("gateway", "http", gw.url, cpu=gproc),
             ]
             nbin = nginx_binary()
             if nbin:
                 nginx = Nginx(nbin, server.ports.http, wd)
                 stack.callback(nginx.stop)
                 nginx.start()
-                targets.append(("nginx", "http", nginx.url))
+                targets.append(OverheadTarget("nginx", "http", nginx.url))
             else:
                 msg = "nginx not installed: nginx column skipped (apt-get install -y nginx)"
                 notes.append(msg)
                 err.print(f"[yellow]{msg}[/yellow]")
             if _grpc_ready(gw.grpc_target):
                 targets += [
-                    ("direct", "grpc", server.grpc_url),
-                    ("gateway", "grpc", gw.grpc_target),
+                    OverheadTarget("direct", "grpc", server.grpc_url),
+                    OverheadTarget("gateway", "grpc", gw.grpc_target, cpu=gproc),
                 ]
             else:
                 msg = "gateway gRPC front door not answering: gRPC rows skipped"
                 notes.append(msg)
                 err.print(f"[yellow]{msg}[/yellow]")
-            gproc = gw.process()
-            gw_cpu = 0.0
-            gw_reqs = 0
-            total = len(targets) * len(CONCURRENCY)
+            envoy = stack.enter_context(envoy_targets(cfg, wd, valkey.url, MODEL))
+            targets += envoy.targets
+            notes += envoy.notes
+            for note in envoy.notes:
+                err.print(f"[yellow]{note}[/yellow]")
+            plan = [(t, c, 4) for c in CONCURRENCY for t in targets]  # concurrency-major
+            plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets if not t.variant]
             say(
-                f"{total} runs of {_WARMUP_S + duration:.1f} s: "
-                f"{', '.join(f'{t}/{p}' for t, p, _ in targets)} x concurrency {list(CONCURRENCY)}"
+                f"{len(plan)} runs of {_WARMUP_S + duration:.1f} s: "
+                f"{', '.join(sorted({f'{t.name}/{t.protocol}' for t in targets}))} x "
+                f"concurrency {list(CONCURRENCY)}, and 1 MiB tensors at c={MIB_CONCURRENCY}"
             )
-            for target, proto, url in targets:
-                for c in CONCURRENCY:
-                    before = _cpu_s(gproc)
-                    r = asyncio.run(
-                        closed_loop(url, proto, c, duration, model=MODEL, warmup_s=_WARMUP_S)
-                    )
-                    used = _cpu_s(gproc) - before
-                    row = _row(target, proto, r)
-                    if target == "gateway":
-                        row["gateway_cpu_ms_per_request"] = round(
-                            1000 * used / max(1, len(r.latencies_ms) + r.errors), 3
-                        )
-                        if proto == "http":
-                            gw_cpu += used
-                            gw_reqs += len(r.latencies_ms) + r.errors
-                    rows.append(row)
-                    say(
-                        f"{target:>7} {proto:<4} c={c:<3} {row['rps']:>8.1f} req/s  "
-                        f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
-                    )
-            cpu_ms = round(1000 * gw_cpu / gw_reqs, 3) if gw_reqs else None
+            for target, c, width in plan:
+                rows.append(_run_row(target, c, width, duration, say))
+            cpu_ms = _mean_cpu(rows, "gateway", "gateway_cpu_ms_per_request")
+            epp_cpu_ms = _mean_cpu(rows, "envoy+epp", "epp_cpu_ms_per_request")
             prof = os.environ.get("SYNERGAI_OVERHEAD_PROFILE")
             if prof and gw.pid is not None:
                 _profile(gw.pid, gw.url, Path(prof), max(duration, 5.0), say)
@@ -315,6 +360,8 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
         "mode": "overhead",
         "rows": rows,
         "gateway_cpu_ms_per_request": cpu_ms,
+        "epp_cpu_ms_per_request": epp_cpu_ms,
+        "summary": summary(rows),
         "meta": {
             "loadavg_1m_end": round(os.getloadavg()[0], 2),
             "model": f"{MODEL} (emulated, {MODEL_MS} ms, 2 instances)",
@@ -328,6 +375,8 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
     out.print(_table(doc))
     if cpu_ms is not None:
         out.print(f"gateway CPU per request (HTTP rows): {cpu_ms:.3f} ms")
+    if epp_cpu_ms is not None:
+        out.print(f"endpoint picker CPU per request (HTTP rows): {epp_cpu_ms:.3f} ms")
     if plot is not None:
         plot_overhead(doc, plot)
         err.print(f"plot written to {plot}")

@@ -46,3 +46,39 @@ def test_plot_overhead(tmp_path: Path) -> None:
     ]
     doc = {"mode": "overhead", "rows": rows, "gateway_cpu_ms_per_request": 0.8}
     assert plot_overhead(doc, tmp_path / "o.png").stat().st_size > 10_000
+
+
+def test_envoy_summary_and_large_tensor_rows() -> None:
+    from loadtest.overhead_envoy import summary
+
+    def row(target: str, proto: str, c: int, rps: float, p50: float, **kw: object) -> dict:
+        return {"target": target, "protocol": proto, "concurrency": c, "rps": rps,
+                "p50_ms": p50, **kw}  # fmt: skip
+
+    rows = [
+        row("direct", "http", 1, 1000, 1.0), row("envoy", "http", 1, 800, 1.2),
+        row("envoy+epp", "http", 1, 500, 1.4), row("direct", "http", 32, 2000, 10.0),
+        row("envoy+epp", "http", 32, 1800, 12.0), row("gateway", "http", 32, 1000, 20.0),
+        row("envoy", "http", 8, 100, 80.0, tensor_bytes=1 << 20),
+        row("envoy+epp", "http", 8, 95, 84.0, tensor_bytes=1 << 20),
+        row("envoy+epp", "grpc", 32, 1.0, 1.0, variant="model-in-body"),
+    ]  # fmt: skip
+    s = summary(rows)["http"]
+    assert s["envoy+epp_rps_vs_direct_c32"] == 0.9
+    assert s["gateway_rps_vs_direct_c32"] == 0.5
+    assert s["envoy+epp_added_p50_ms_c1_vs_direct"] == 0.4
+    assert s["envoy+epp_added_p50_ms_c1_vs_envoy"] == 0.2
+    assert s["mib_envoy+epp_rps_vs_envoy_c8"] == 0.95
+    assert summary(rows)["grpc"]["envoy+epp_rps_vs_direct_c32"] is None  # variants left out
+
+
+def test_binary_payload_for_large_tensors() -> None:
+    from loadtest.client import Payloads
+
+    body, headers = Payloads(width=262_144).http_request("echo", 1)
+    n = int(headers["inference-header-content-length"])
+    assert len(body) - n == 1 << 20 and headers["content-type"] == "application/octet-stream"
+    small, small_headers = Payloads().http_request("echo", 2)
+    assert small_headers == {"content-type": "application/json"} and b'"shape":[2,4]' in small
+    req = Payloads(width=262_144).grpc_request("echo", 1)
+    assert len(req.raw_input_contents[0]) == 1 << 20

