@@ -3,10 +3,15 @@
 Workers of one pool share an architecture, hence a profile: the best worker of a pool for a
 model is the one with the smallest key ``rtt + W + c * p50(1)`` (ms; see
 :mod:`gateway.prediction.model`), ``inf`` when it is unavailable. Keys live in a flat list
-updated in place on every change of a worker (O(1)); the best is found with the C-level
-``min`` and ``list.index`` (two passes over a list of floats: about 1 µs per 100 workers),
-which beats a heap's per-update Python work for pools up to thousands of workers
-(DESIGN.md §10). Removed workers leave an ``inf`` hole.
+updated in place on every change of a worker (:meth:`PoolIndex.put`, O(1)). Removed workers
+leave an ``inf`` hole.
+
+The best position (the *first* least key, as ``keys.index(min(keys))``) is cached and kept
+by :meth:`PoolIndex.put` without a scan: a key that drops below the best (or ties it at an
+earlier position) becomes the best; only when the best's own key rises is the cache voided,
+and the next :meth:`PoolIndex.best_pos` rescans with the C-level ``min`` and ``list.index``
+(about 1 µs per 100 workers). A decision's start raises its worker's key, so about one pool
+per decision is rescanned instead of every pool serving the model (DESIGN.md §10).
 """
 
 from __future__ import annotations
@@ -36,14 +41,18 @@ class PoolIndex:
         bases: ``rtt + W`` per slot (ms; ``inf`` likewise): the key without the service part,
             for policies that must not use the online correction.
         members: the workers (``None``: removed).
+        mean_1: the profile's batch-1 mean (ms).
     """
 
     __slots__ = (
+        "_best",
+        "_best_base",
         "_stats",
         "arch",
         "bases",
         "keys",
         "max_batch",
+        "mean_1",
         "members",
         "model",
         "p50_1",
@@ -60,10 +69,13 @@ class PoolIndex:
         self.max_batch = profile.max_batch
         self.p50_1 = profile.p50(1)
         self.p99_1 = profile.p99(1)
+        self.mean_1 = profile.mean(1)
         self.keys: list[float] = []
         self.bases: list[float] = []
         self.members: list[WorkerState | None] = []
         self._stats: dict[int, tuple[float, float, float]] = {}
+        self._best = -1  # first position of the least key; -1: rescan
+        self._best_base = -1  # the same for bases
 
     def stats(self, batch: int) -> tuple[float, float, float]:
         """``(mean, p99, p50)`` service ms of the profile at ``batch`` (cached)."""
@@ -76,23 +88,62 @@ class PoolIndex:
     def add(self, s: WorkerState) -> int:
         """Add a worker (key ``inf`` until it is settled); its position."""
         self.members.append(s)
-        self.keys.append(INF)
+        self.keys.append(INF)  # after every position: the first least key is unchanged
         self.bases.append(INF)
         return len(self.keys) - 1
 
     def remove(self, pos: int) -> None:
         """Void a worker's position."""
         self.members[pos] = None
-        self.keys[pos] = INF
-        self.bases[pos] = INF
+        self.put(pos, INF, INF)
+
+    def put(self, pos: int, key: float, base: float) -> None:
+        """Set a worker's key and base (ms), keeping the cached best positions."""
+        keys = self.keys
+        b = self._best
+        if b == pos:
+            if key > keys[pos]:
+                self._best = -1
+        elif b >= 0:
+            kb = keys[b]
+            if key < kb or (key == kb and pos < b):
+                self._best = pos
+        keys[pos] = key
+        bases = self.bases
+        b = self._best_base
+        if b == pos:
+            if base > bases[pos]:
+                self._best_base = -1
+        elif b >= 0:
+            kb = bases[b]
+            if base < kb or (base == kb and pos < b):
+                self._best_base = pos
+        bases[pos] = base
+
+    def best_pos(self) -> int:
+        """Position of the first least key, ``-1`` when no key is finite."""
+        keys = self.keys
+        b = self._best
+        if b < 0:
+            if not keys:
+                return -1
+            b = self._best = keys.index(min(keys))
+        return b if keys[b] != INF else -1
+
+    def best_base_pos(self) -> int:
+        """Position of the first least base, ``-1`` when no base is finite."""
+        bases = self.bases
+        b = self._best_base
+        if b < 0:
+            if not bases:
+                return -1
+            b = self._best_base = bases.index(min(bases))
+        return b if bases[b] != INF else -1
 
     def best(self) -> WorkerState | None:
         """The worker with the smallest finite key, or None."""
-        keys = self.keys
-        m = min(keys, default=INF)
-        if m == INF:
-            return None
-        return self.members[keys.index(m)]
+        b = self.best_pos()
+        return None if b < 0 else self.members[b]
 
     def __len__(self) -> int:
         return sum(1 for s in self.members if s is not None)

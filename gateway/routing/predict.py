@@ -1,4 +1,4 @@
-"""The predictor as policies use it: :class:`~gateway.routing.framework.Estimate` tuples.
+"""The predictor as policies use it: :class:`~gateway.routing.framework.Estimate` objects.
 
 ``predicted = rtt + W + c * mean(b)``, ``tail = rtt + W + c * p99(b)``, all ms, with ``W`` the
 worker's expected wait and ``c`` its online correction for the model, decayed to ``now``
@@ -10,11 +10,11 @@ best worker of each pool, O(pools); uncorrected, "best" is the least ``rtt + W``
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from gateway.prediction.profiles import Profile
 from gateway.routing.framework import Estimate
 from gateway.routing.state import WorkerState
+from gateway.routing.view import FleetView
 
 __all__ = ["estimate", "pool_estimates"]
 
@@ -42,25 +42,29 @@ def estimate(
 
 
 def pool_estimates(
-    view: Any, model: str, batch: int, now: float, corrected: bool = True
+    view: FleetView, model: str, batch: int, now: float, corrected: bool = True
 ) -> list[Estimate]:
     """Estimates on the best available worker of each pool that serves ``model`` at ``batch``."""
     if now >= view._next_refresh:
         view.refresh(now)
-    out = []
+    out: list[Estimate] = []
     for idx in view.indexes(model):
         if batch > idx.max_batch:
             continue
-        keys = idx.keys if corrected else idx.bases
-        m = min(keys)
-        if m == _INF:
+        pos = idx.best_pos() if corrected else idx.best_base_pos()
+        if pos < 0:
             continue
-        s = idx.members[keys.index(m)]
-        mean, p99, _ = idx.stats(batch)
+        s = idx.members[pos]
+        assert s is not None  # a removed position's key is inf
+        if batch == 1:
+            mean, p99 = idx.mean_1, idx.p99_1
+        else:
+            mean, p99, _ = idx.stats(batch)
         c = _factor(s, model, now) if corrected else 1.0
         rtt = s.rtt_ms
-        wait = (min(s.free) - now) * 1000.0 - rtt * 0.5  # shadow_wait_ms, inlined
-        base = rtt + (wait if wait > 0.0 else 0.0) + s.others_ms
+        free = s.free
+        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - rtt * 0.5
+        base = rtt + (wait if wait > 0.0 else 0.0) + s.others_ms  # shadow_wait_ms, inlined
         mean *= c
         out.append(Estimate(s, base + mean, base + c * p99, mean, mean / s.instances))
     return out

@@ -8,10 +8,14 @@ rebuilding a snapshot. Policies only read it; the view alone writes it.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from gateway.prediction.model import Correction, PredictorConfig, shadow_wait_ms
 from gateway.prediction.profiles import Profile
 from gateway.routing.types import WorkerInfo
+
+if TYPE_CHECKING:  # index.py imports this module
+    from gateway.routing.index import PoolIndex
 
 __all__ = ["DEFAULT_RTT_MS", "PEAK_EWMA_TAU_S", "WorkerState"]
 
@@ -110,7 +114,7 @@ class WorkerState:
         self.shift = [0.0] * self.instances
         self.others_ms = 0.0
         self.cfac = dict.fromkeys(profiles, 1.0)
-        self.slots: list[tuple[object, int, str]] = []
+        self.slots: list[tuple[PoolIndex, int, str]] = []
 
     def available(self, now: float) -> bool:
         """Healthy by probe and not ejected after a failure."""

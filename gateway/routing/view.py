@@ -132,7 +132,6 @@ class FleetView:
             return
         self._order.remove(s)
         for idx, pos, m in s.slots:
-            assert isinstance(idx, PoolIndex)
             idx.remove(pos)
             by_pool = self._indexes.get(m, {})
             if not len(idx):
@@ -177,16 +176,15 @@ class FleetView:
         """Best available worker per pool for ``model`` (pools refusing ``batch`` skipped)."""
         if now >= self._next_refresh:
             self.refresh(now)
-        out = []
-        for idx in self._indexes.get(model, {}).values():
+        out: list[tuple[PoolIndex, WorkerState]] = []
+        for idx in self.indexes(model):
             if batch <= idx.max_batch:
-                keys = idx.keys
-                m = min(keys)
-                if m != math.inf:
-                    out.append((idx, idx.members[keys.index(m)]))
-        return out  # type: ignore[return-value]
+                s = idx.best()
+                if s is not None:
+                    out.append((idx, s))
+        return out
 
-    def indexes(self, model: str) -> Sequence[PoolIndex]:
+    def indexes(self, model: str) -> tuple[PoolIndex, ...]:
         """The per-pool indexes of ``model`` (empty if no worker serves it)."""
         hit = self._index_lists.get(model)
         if hit is None:
@@ -404,11 +402,10 @@ class FleetView:
             base = s.rtt_ms + wait
             cfac = s.cfac
             for idx, pos, m in s.slots:
-                idx.keys[pos] = base + cfac[m] * idx.p50_1  # type: ignore[attr-defined]
-                idx.bases[pos] = base  # type: ignore[attr-defined]
+                idx.put(pos, base + cfac[m] * idx.p50_1, base)
         else:
             for idx, pos, _ in s.slots:
-                idx.keys[pos] = idx.bases[pos] = _INF  # type: ignore[attr-defined]
+                idx.put(pos, _INF, _INF)
 
     def _others_wait(
         self, s: WorkerState, others: float, n: float, wait: float, half: float, now: float
