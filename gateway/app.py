@@ -182,6 +182,12 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
 
     metrics.inflight.set_function(lambda: float(service.inflight))
 
+    def self_check() -> dict[str, object] | None:
+        report = getattr(service.policy, "report", None)
+        return report(clock.now()) if callable(report) else None
+
+    metrics.watch_self_check(self_check)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded = None

@@ -62,8 +62,10 @@ def build_ops_router(
                     row["drift"] = service.drift.worker_drift(wid, now)
                 if health is not None:
                     row["health"] = health.row(wid, now)
+        report = getattr(service.policy, "report", None)
         return {
             "policy": service.policy.name,
+            "self_check": report(now) if callable(report) else None,
             "panic_pools": [] if health is None else health.panic_pools(),
             "stale": bool(service.view.stale(now)),
             "gateway_id": service.gateway_id,

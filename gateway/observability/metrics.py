@@ -7,13 +7,16 @@ Names and labels are a contract (DESIGN.md §8). A :class:`GatewayMetrics` is cr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as _Counter
 from prometheus_client import Gauge as _Gauge
 from prometheus_client import Histogram as _Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
@@ -174,6 +177,46 @@ class GatewayMetrics:
             registry=r,
         )
 
+    def watch_self_check(self, report: Callable[[], Mapping[str, Any] | None]) -> None:
+        """Export the routing policy's online self-check, read at scrape time.
+
+        ``synergai_selfcheck_deviations{model}`` is 1 while deviations from earliest completion
+        are on for the class (``model="*"``: overall), else 0; ``synergai_selfcheck_trips_total``
+        counts the times the check switched them off (docs/routing.md, self-check).
+        """
+        self.registry.register(_SelfCheckCollector(report))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""
         return generate_latest(self.registry)
+
+
+class _SelfCheckCollector(Collector):
+    """Reads ``report()`` (the policy's self-check rows, or None) at each scrape."""
+
+    def __init__(self, report: Callable[[], Mapping[str, Any] | None]) -> None:
+        self._report = report
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        rep = self._report()
+        if not rep:
+            return
+        on = GaugeMetricFamily(
+            "synergai_selfcheck_deviations",
+            "1 while deviations from earliest completion are on for the class, else 0.",
+            labels=["model"],
+        )
+        trips = CounterMetricFamily(
+            "synergai_selfcheck_trips",
+            "Times the self-check switched deviations off for the class.",
+            labels=["model"],
+        )
+        rows = {"*": rep["all"], **rep.get("classes", {})}
+        for model, row in rows.items():
+            on.add_metric([model], 1.0 if row["deviations"] == "on" else 0.0)
+            trips.add_metric([model], float(row["trips"]))
+        yield on
+        yield trips

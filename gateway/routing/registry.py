@@ -41,7 +41,7 @@ REGISTRY: tuple[PolicySpec, ...] = (
     PolicySpec("p2c", lambda book, seed: PowerOfTwo()),
     PolicySpec("peak_ewma", lambda book, seed: PeakEwma()),
     PolicySpec("profile_static", lambda book, seed: ProfileStatic()),
-    PolicySpec("synergai", lambda book, seed: SynergAI()),
+    PolicySpec("synergai", lambda book, seed: SynergAI(seed=seed or 0)),
     PolicySpec("oracle", lambda book, seed: Oracle(), sim_only=True),
 )
 """Every policy, in the order tables list them."""

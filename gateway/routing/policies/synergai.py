@@ -1,49 +1,48 @@
-"""``synergai``: SLO-aware routing on predicted latency, offline profiles + online correction.
+"""``synergai``: earliest completion, plus deviations that are safe by construction and checked.
 
-Pipeline (filter -> score -> pick), O(pools) per decision:
+The base decision is **earliest completion** (EC): with exact profiles and a light load
+nothing beats it (that is ``profile_static``). Every other step is a *deviation*, and each
+obeys one safety property (docs/routing.md, "Safety"):
+
+    a request that fits somewhere (tail <= SLO) is only ever sent where it also fits;
+    it is sent where it is predicted late, or shed, only to make way for a *higher*
+    priority (an explicit yield), or when it fits nowhere (best effort / shed);
+    and every deviation stops, per class and overall, when the online self-check
+    (:mod:`gateway.routing.selfcheck`) sees it lose against EC replayed on the same arrivals.
+
+Pipeline, O(pools) per decision (filter -> score -> pick):
 
 1. *candidates*: the best available worker of each pool for the model
-   (:func:`pool_estimates`); pools whose ``max_batch`` refuses the batch and workers
-   unhealthy or ejected after a failure are filtered out.
-2. *predict*: ``predicted = rtt + W + c * mean``, ``tail = rtt + W + c * p99`` (ms), ``W``
-   from the worker's shadow queue, ``c`` its online correction
-   (:mod:`gateway.prediction.model`).
-3. *fit* (:func:`fits_slo`): candidates with ``tail <= slo``. The default is ``e0``, the fit
-   of earliest predicted completion: with exact profiles and a light load nothing beats it,
-   so every other step may only *deviate* from it, and only to a candidate that is safe:
-4. *deviate, safely*: an alternative to ``e0`` must fit with margin (``tail <= (1 - MARGIN)
-   * slo``) and keep every tighter class's wait budget on its worker
-   (:func:`protects_tighter`, half the tight class's idle slack; tight SLOs per model are
-   learned from the requests seen: ``T_m`` drops at once to a tighter SLO and relaxes by
-   ``RELAX`` of the gap per request of that model). Among ``e0`` and those alternatives, the
-   protected one of earliest predicted completion is taken. So loose work leaves the fast,
-   close capacity to tight traffic only when a safe alternative exists, and is never moved
-   to the edge of its own SLO.
-5. *yield*: when no such candidate exists, each candidate's harm is the expected number of
-   tighter requests its queueing would make late (:func:`harms_tighter`: the tight class's
-   arrival rate times how long the worker's wait stays above that class's whole slack;
-   rates are learned per model, an exponentially decayed count with ``RATE_TAU_S`` = 1 s).
-   A fit doing less than one request of harm is taken (earliest first: the request itself
-   is one request at stake); if every fit does more, the request yields: it goes to the
-   earliest candidate doing less than one (a priority-0 request predicted late there is
-   shed instead). Under overload this keeps the tight requests flowing instead of letting
-   every class queue on the fastest pool until all are late; a rare tight class never
-   blocks a frequent loose one. If every candidate harms, ``e0`` is taken.
-6. *explore*: with probability ``explore`` (2 %), among the safe alternatives (step 4) whose
-   correction has not been sampled for ``stale_s`` (``TAU_S``: by then the correction has
-   decayed most of the way back to the profile), the stalest is taken, so corrections are
-   refreshed without leaving the SLO margin.
-7. *no fit*: the earliest predicted completion is the best effort; a priority-0 request
-   predicted late there even on average (``predicted > slo``) is shed (``worker=None``,
-   ``shed_slo``). Higher priorities are never shed.
+   (:func:`pool_estimates`); ``predicted = rtt + W + c * mean``, ``tail = rtt + W + c * p99``
+   (ms; :mod:`gateway.prediction.model`).
+2. *self-check*: if deviations are off for this class (or overall), take EC
+   (``ec_fallback``): the least ``predicted`` over the fits, or over all candidates if none
+   fits.
+3. *no fit* (no ``tail <= slo``): EC is the best effort; a priority-0 request predicted late
+   there even on average (``predicted > slo``) is shed (``shed_slo``), but only on a
+   *calibrated* prediction: the worker's correction for the model was sampled within
+   ``stale_s``. Otherwise it is served (``best_effort``), which samples it: a pessimistic
+   profile can never shed a class forever.
+4. *fit*: ``e0`` = the fit of earliest predicted completion.
+5. *protect*: an alternative to ``e0`` must fit with margin (``tail <= (1 - MARGIN) * slo``)
+   and keep every tighter class's wait budget on its worker (:func:`protects_tighter`); among
+   ``e0`` and those, the protected one of earliest predicted completion is taken (``fit``).
+   Loose work thus leaves fast, close capacity to tight traffic only where it has a safe
+   alternative, and is never moved to the edge of its own SLO.
+6. *yield*: when nothing protects, a candidate's harm is the expected number of tighter
+   requests its queueing makes late (:func:`harms_tighter`: the per-worker rate of each tighter
+   class times how long the worker's wait stays above that class's slack, counted only when
+   no other worker of the pool is within it; rates are what *that worker* sees, its pool's
+   rate over its workers, :class:`gateway.routing.rates.PoolRates`). A fit doing less than one
+   request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
+   classes of *higher priority* than the request's (``>= 1`` request), the request yields
+   explicitly: to the earliest harmless candidate when that is still predicted on time on
+   average (``yield``), else a priority-0 request is shed (``shed_yield``, calibrated as in
+   3). Otherwise ``e0`` (``fit_unprotected``).
+7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
+   correction has had no sample for ``stale_s``, the stalest is taken (``explore``).
 
-EPARA categories: both ``latency`` and ``frequency`` work take the earliest safe completion.
-A best fit on SLO headroom for ``frequency`` work (send it to the slowest pool that still
-fits) was dropped: on random fleets it moved work to pools where it costs several times the
-device time and starved the classes that only fit there (docs/routing.md).
-
-Stale shared state needs nothing here: the view already routes on its local figures for a
-worker whose shared figures are older than ``stale_after_s``.
+Constants are a priori, not tuned (docs/routing.md lists them with their reasons).
 """
 
 from __future__ import annotations
@@ -56,10 +55,12 @@ from gateway.prediction.model import TAU_S
 from gateway.routing.filters import fits_slo, harms_tighter, protects_tighter
 from gateway.routing.framework import Estimate, pick_min
 from gateway.routing.predict import pool_estimates
+from gateway.routing.rates import PoolRates
 from gateway.routing.scorers import predicted_latency
+from gateway.routing.selfcheck import SelfCheck
 from gateway.routing.types import Decision, Request
 
-__all__ = ["EXPLORE", "MARGIN", "RATE_TAU_S", "RELAX", "SynergAI"]
+__all__ = ["EXPLORE", "MARGIN", "RELAX", "SynergAI"]
 
 EXPLORE = 0.02
 """Probability of refreshing a stale correction on a safe alternative."""
@@ -67,10 +68,10 @@ MARGIN = 0.25
 """An alternative to the earliest fit must keep this fraction of the SLO as headroom."""
 RELAX = 0.002
 """Per request of a model, the tight SLO moves this fraction of the way to a looser SLO."""
-RATE_TAU_S = 1.0
-"""Time constant (s) of each model's arrival-rate estimate (exponentially decayed count)."""
+YIELD_HARM = 1.0
+"""A request yields only if it would make at least this many higher-priority requests late."""
 
-_exp = math.exp
+_NAN = math.nan
 
 
 def _last_sample(e: Estimate, model: str) -> float:
@@ -83,69 +84,122 @@ def _decide(e: Estimate, reason: str) -> Decision:
 
 
 class SynergAI:
-    """The product's default policy; see the module docstring."""
+    """The product's default policy; see the module docstring.
+
+    Args:
+        explore: probability of an exploring decision (step 7).
+        stale_s: a correction older than this is stale (explore) or uncalibrated (no shed).
+        seed: seeds the self-check's twin (its own random stream).
+        self_check: run the online self-check (step 2); off only for experiments.
+    """
 
     name = "synergai"
 
-    def __init__(self, explore: float = EXPLORE, stale_s: float = TAU_S) -> None:
+    def __init__(
+        self,
+        explore: float = EXPLORE,
+        stale_s: float = TAU_S,
+        seed: int = 0,
+        self_check: bool = True,
+    ) -> None:
         self.explore = explore
         self.stale_s = stale_s
         self.tight: dict[str, float] = {}
-        self._rate: dict[str, tuple[float, float]] = {}
+        self.priority: dict[str, int] = {}
+        self.rates = PoolRates()
+        self.check: SelfCheck | None = SelfCheck(seed) if self_check else None
 
-    def _learn(self, model: str, slo: float, now: float) -> None:
-        t = self.tight.get(model)
-        self.tight[model] = slo if t is None or slo < t else t + (slo - t) * RELAX
-        rt = self._rate.get(model)
-        if rt is None:
-            self._rate[model] = (1.0 / RATE_TAU_S, now)
-        else:
-            dt = now - rt[1]
-            r = rt[0] * _exp(-dt / RATE_TAU_S) if dt > 0.0 else rt[0]
-            self._rate[model] = (r + 1.0 / RATE_TAU_S, now)
+    def _learn(self, req: Request) -> None:
+        m, slo = req.model, req.slo_ms
+        t = self.tight.get(m)
+        self.tight[m] = slo if t is None or slo < t else t + (slo - t) * RELAX
+        if req.priority > self.priority.get(m, 0):
+            self.priority[m] = req.priority
 
-    def rates(self, now: float) -> dict[str, float]:
-        """Each model's arrival rate (req/s) decayed to ``now``."""
-        return {
-            m: r * _exp(-(now - t) / RATE_TAU_S) if now > t else r
-            for m, (r, t) in self._rate.items()
-        }
+    def _calibrated(self, e: Estimate, model: str, now: float) -> bool:
+        """The worker's correction for ``model`` was sampled within ``stale_s``."""
+        return now - _last_sample(e, model) <= self.stale_s
 
     def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
-        """Earliest fit, safe deviations, yield, best effort or shed; see the module docstring."""
-        m, slo = req.model, req.slo_ms
-        self._learn(m, slo, now)
-        ests = pool_estimates(view, m, req.batch, now)
+        """EC, safe deviations, explicit yields, best effort or shed; see the module docstring."""
+        self._learn(req)
+        ests = pool_estimates(view, req.model, req.batch, now)
         if not ests:
-            return Decision(None, math.nan, 0.0, "no_worker")
+            return Decision(None, _NAN, 0.0, "no_worker")
+        check = self.check
+        e: Estimate | None
+        if check is not None and not check.allows(req.model, now):
+            e = pick_min(fits_slo(ests, req.slo_ms) or ests, predicted_latency, rng)
+            d = _decide(e, "ec_fallback")
+        else:
+            d, e = self._deviate(req, ests, now, rng)
+        if check is not None:
+            check.record(req.model, e, ests, req.slo_ms, view, now)
+        if e is not None:
+            self.rates.add(e.state.pool, req.model, now)
+        return d
+
+    def _deviate(
+        self, req: Request, ests: list[Estimate], now: float, rng: random.Random
+    ) -> tuple[Decision, Estimate | None]:
+        m, slo = req.model, req.slo_ms
         fits = fits_slo(ests, slo)
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
-            if req.priority == 0 and e.predicted_ms > slo:
-                return Decision(None, e.predicted_ms, 0.0, "shed_slo")
-            return _decide(e, "best_effort")
+            if req.priority == 0 and e.predicted_ms > slo and self._calibrated(e, m, now):
+                return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None
+            return _decide(e, "best_effort"), e
         e0 = pick_min(fits, predicted_latency, rng)
         if len(ests) == 1:  # no alternative to deviate or yield to
-            return _decide(e0, "fit")
+            return _decide(e0, "fit"), e0
         tight = self.tight
         lim = (1.0 - MARGIN) * slo
         roomy = [e for e in fits if e is e0 or e.tail_ms <= lim]
         safe = protects_tighter(roomy, slo, tight, now)
         if not safe:
-            rates = self.rates(now)
-            keep = [e for e in fits if harms_tighter(e, slo, tight, rates) < 1.0]
-            if keep:
-                return _decide(pick_min(keep, predicted_latency, rng), "fit_tight")
-            other = [e for e in ests if harms_tighter(e, slo, tight, rates) < 1.0]
-            if not other:
-                return _decide(e0, "fit_unprotected")
-            e = pick_min(other, predicted_latency, rng)
-            if req.priority == 0 and e.predicted_ms > slo:
-                return Decision(None, e.predicted_ms, 0.0, "shed_yield")
-            return _decide(e, "yield")
+            return self._yield(req, ests, fits, e0, now, rng)
         if len(safe) > 1 and self.explore and rng.random() < self.explore:
             cut = now - self.stale_s
             old = [e for e in safe if e is not e0 and _last_sample(e, m) < cut]
             if old:
-                return _decide(min(old, key=lambda e: _last_sample(e, m)), "explore")
-        return _decide(pick_min(safe, predicted_latency, rng), "fit")
+                e = min(old, key=lambda e: _last_sample(e, m))
+                return _decide(e, "explore"), e
+        e = pick_min(safe, predicted_latency, rng)
+        return _decide(e, "fit"), e
+
+    def _yield(
+        self,
+        req: Request,
+        ests: list[Estimate],
+        fits: list[Estimate],
+        e0: Estimate,
+        now: float,
+        rng: random.Random,
+    ) -> tuple[Decision, Estimate | None]:
+        """Step 6: harmless fits first; an explicit yield only to a higher priority."""
+        slo, tight, rates = req.slo_ms, self.tight, self.rates
+
+        def rate_of(pool: str, model: str) -> float:
+            return rates.rate(pool, model, now)
+
+        keep = [e for e in fits if harms_tighter(e, slo, tight, rate_of) < 1.0]
+        if keep:
+            e = pick_min(keep, predicted_latency, rng)
+            return _decide(e, "fit_tight"), e
+        prio = self.priority
+        over = harms_tighter(e0, slo, tight, rate_of, prio, req.priority)
+        if over >= YIELD_HARM:
+            other = [
+                e for e in ests if harms_tighter(e, slo, tight, rate_of, prio, req.priority) < 1.0
+            ]
+            if other:
+                e = pick_min(other, predicted_latency, rng)
+                if e.predicted_ms <= slo:
+                    return _decide(e, "yield"), e
+            if req.priority == 0 and self._calibrated(e0, req.model, now):
+                return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None
+        return _decide(e0, "fit_unprotected"), e0
+
+    def report(self, now: float) -> dict[str, Any] | None:
+        """The self-check's state (``/synergai/v1/workers``, metrics), or None when off."""
+        return None if self.check is None else self.check.rows(now)

@@ -203,6 +203,23 @@ def test_metrics_and_workers_view(client: TestClient) -> None:
     assert {w["id"] for w in doc["workers"]} == {"f0", "s0"}
 
 
+def test_workers_view_and_metrics_report_the_self_check(
+    settings: Settings, book: ProfileBook
+) -> None:
+    syn = settings.model_copy(update={"policy": "synergai"})
+    for client in _client(syn, book, upstreams={"http": FakeUpstream()}):
+        assert client.post("/v2/models/m1/infer", content=BODY).status_code == 200
+        doc = client.get("/synergai/v1/workers").json()
+        assert doc["self_check"]["all"]["deviations"] == "on"
+        assert doc["self_check"]["classes"]["m1"]["requests"] == 1.0
+        text = client.get("/metrics").text
+        assert 'synergai_selfcheck_deviations{model="*"} 1.0' in text
+        assert 'synergai_selfcheck_trips_total{model="m1"} 0.0' in text
+    for client in _client(settings, book, upstreams={"http": FakeUpstream()}):  # round_robin
+        assert client.get("/synergai/v1/workers").json()["self_check"] is None
+        assert "synergai_selfcheck" not in client.get("/metrics").text
+
+
 def test_drain_needs_the_admin_token(settings: Settings, book: ProfileBook) -> None:
     for client in _client(settings, book, upstreams={"http": FakeUpstream()}):
         assert client.post("/synergai/v1/workers/f0/drain").status_code == 403  # no token set

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from gateway.prediction.profiles import ProfileBook
 from gateway.routing.framework import Estimate
 from gateway.routing.policies.synergai import SynergAI
 from gateway.routing.registry import make_policy
@@ -14,7 +15,7 @@ from gateway.routing.scorers import (
     queue_depth,
     slo_headroom,
 )
-from gateway.routing.types import Request
+from gateway.routing.types import Request, WorkerInfo
 from gateway.routing.view import FleetView
 
 
@@ -32,8 +33,9 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
         (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
-        # same, priority 0 and hopeless even on average -> shed
-        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, None, "shed_slo"),
+        # same, priority 0 and hopeless even on average, but the prediction is not
+        # calibrated (no recent sample of c0): served, which samples it
+        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, "c0", "best_effort"),
         # batch 8 only fits the cloud (edge max_batch 4)
         (Request("m", 100.0, batch=8), {}, "c0", "fit"),
     ],
@@ -54,6 +56,14 @@ def test_synergai_table(
         assert d.worker == expected
     else:
         assert d.worker is not None and d.worker.startswith(expected)
+
+
+def test_shed_needs_a_calibrated_prediction(view: FleetView, rng: random.Random) -> None:
+    _load(view, "e0", 3)
+    _load(view, "e1", 3)
+    _calibrate(view, "c0", "m", 0.0)
+    d = SynergAI(explore=0.0).choose(Request("m", 15.0, priority=0), view, 0.0, rng)
+    assert (d.worker, d.reason) == (None, "shed_slo")
 
 
 def test_synergai_learns_a_slow_worker(view: FleetView, rng: random.Random) -> None:
@@ -79,40 +89,82 @@ def test_protection_keeps_the_edge_for_tight_traffic(view: FleetView, rng: rando
     assert d.worker == "c0"
 
 
-def _tiny_stream(pol: SynergAI, view: FleetView, rng: random.Random, n: int) -> None:
-    for i in range(n):  # tiny (3 ms SLO, edge only) arrives n times over 0.1 s
-        pol.choose(Request("tiny", 3.0), view, i * 0.1 / n, rng)
+def _tiny_stream(pol: SynergAI, view: FleetView, rng: random.Random, n: int, prio: int) -> None:
+    """tiny (3 ms SLO, edge only, 0.5 ms) arrives n times over 1 s; answers after 1.5 ms."""
+    pending: list[tuple[float, str, Request]] = []
+    for i in range(n):
+        t = i / n
+        while pending and pending[0][0] <= t:
+            end, w, done = pending.pop(0)
+            view.finish(w, done, 0.5, 1.5, end)
+        r = Request("tiny", 3.0, priority=prio)
+        d = pol.choose(r, view, t, rng)
+        assert d.worker is not None
+        view.start(d.worker, r, 0.5, t)
+        pending.append((t + 0.0015, d.worker, r))
+    for end, w, done in pending:
+        view.finish(w, done, 0.5, 1.5, end)
+
+
+def _calibrate(view: FleetView, worker: str, model: str, t: float) -> None:
+    r = Request(model, 1e6)
+    view.start(worker, r, 10.0, t - 0.02)
+    view.finish(worker, r, 10.0, 11.0, t - 0.009)
 
 
 @pytest.mark.parametrize(
-    ("tiny_requests", "priority", "expected", "reason"),
+    ("tiny_requests", "tiny_prio", "priority", "calibrated", "expected", "reason"),
     [
-        # frequent tight traffic: m's only fit (the edge) would make many tiny requests late,
-        # so m yields: to the cloud (late itself) at priority 1, shed at priority 0
-        (100, 1, "c0", "yield"),
-        (100, 0, None, "shed_yield"),
+        # frequent tight traffic of a higher priority: m's only fit (the edge) would make
+        # many tiny requests late, so a priority-0 m yields explicitly: shed, the cloud being
+        # late even on average (on a calibrated prediction only)
+        (600, 1, 0, True, None, "shed_yield"),
+        (600, 1, 0, False, "e", "fit_unprotected"),
+        # the same priority (or a lower one) is never made to yield: m stays on its fit
+        (600, 0, 0, True, "e", "fit_unprotected"),
+        (600, 1, 1, True, "e", "fit_unprotected"),
         # one tiny request seen: blocking m for it would cost more than it saves
-        (1, 1, "e", "fit_tight"),
+        (1, 1, 0, True, "e", "fit_tight"),
     ],
 )
-def test_yield_weighs_tight_traffic_by_rate(
+def test_yield_is_explicit_and_weighs_per_worker_rates(
     view: FleetView,
     rng: random.Random,
     tiny_requests: int,
+    tiny_prio: int,
     priority: int,
+    calibrated: bool,
     expected: str | None,
     reason: str,
 ) -> None:
-    pol = SynergAI(explore=0.0)
-    _tiny_stream(pol, view, rng, tiny_requests)
+    pol = SynergAI(explore=0.0, self_check=False)
+    _tiny_stream(pol, view, rng, tiny_requests, tiny_prio)
     for w in ("e0", "e1"):  # 5 ms of queue on each edge worker
-        view.start(w, Request("m", 1e6), 5.0, 0.1)
-    d = pol.choose(Request("m", 19.0, priority=priority), view, 0.1, rng)
+        if calibrated:
+            _calibrate(view, w, "m", 1.0)
+        view.start(w, Request("m", 1e6), 5.0, 1.0)
+    d = pol.choose(Request("m", 19.0, priority=priority), view, 1.0, rng)
     assert d.reason == reason
     if expected is None or expected.startswith("c"):
         assert d.worker == expected
     else:
         assert d.worker is not None and d.worker.startswith(expected)
+
+
+def test_harm_is_per_worker_not_fleet_wide(book: ProfileBook, rng: random.Random) -> None:
+    """The same tight rate spread over 40 edge workers harms each 20x less than over 2."""
+    reasons = {}
+    for n_edge in (2, 40):
+        fleet = [WorkerInfo(f"e{i}", "edge", "edge", ("m", "tiny"), 1, 1.0) for i in range(n_edge)]
+        fleet.append(WorkerInfo("c0", "cloud", "cloud", ("m",), 2, 20.0))
+        view = FleetView(fleet, book)
+        pol = SynergAI(explore=0.0, self_check=False)
+        _tiny_stream(pol, view, rng, 600, 1)
+        for i in range(n_edge):
+            _calibrate(view, f"e{i}", "m", 1.0)
+            view.start(f"e{i}", Request("m", 1e6), 5.0, 1.0)
+        reasons[n_edge] = pol.choose(Request("m", 19.0), view, 1.0, rng).reason
+    assert reasons == {2: "shed_yield", 40: "fit_tight"}
 
 
 def test_light_load_exact_profiles_is_earliest_completion(

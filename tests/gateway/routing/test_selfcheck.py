@@ -1,0 +1,170 @@
+"""The online self-check: p_late, the switch, the twins, and a bad rule switched off."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import numpy as np
+import pytest
+
+from gateway.prediction.profiles import LatencyPoint, Profile, ProfileBook
+from gateway.routing.framework import Estimate
+from gateway.routing.policies.synergai import SynergAI, _decide
+from gateway.routing.registry import make_policy
+from gateway.routing.selfcheck import (
+    FLOOR,
+    HOLD_S,
+    MIN_S,
+    ClassCheck,
+    SelfCheck,
+    Twin,
+    p_late,
+)
+from gateway.routing.types import WorkerInfo
+from gateway.routing.view import FleetView
+from gateway.scenario import Scenario
+from loadtest.sim.engine import simulate
+from loadtest.sim.metrics import violation_mask
+from loadtest.sim.trace import build_trace
+
+
+@pytest.mark.parametrize(
+    ("slack", "mean", "p99", "expected"),
+    [
+        (0.0, 5.0, 8.0, 1.0),  # no slack left: late
+        (-3.0, 5.0, 8.0, 1.0),
+        (8.0, 5.0, 8.0, 0.01),  # slack at the p99: 1 % late
+        (1e6, 5.0, 8.0, 0.0),
+        (4.0, 5.0, 5.0, 1.0),  # no spread: late iff the mean exceeds the slack
+        (6.0, 5.0, 5.0, 0.0),
+    ],
+)
+def test_p_late(slack: float, mean: float, p99: float, expected: float) -> None:
+    assert p_late(slack, mean, p99) == pytest.approx(expected, abs=1e-6)
+
+
+def test_p_late_is_monotone_in_slack() -> None:
+    ps = [p_late(x, 5.0, 9.0) for x in np.linspace(0.5, 20.0, 40)]
+    assert all(a >= b for a, b in itertools.pairwise(ps))
+
+
+def test_equal_sides_never_trip() -> None:
+    c = ClassCheck()
+    for i in range(20_000):
+        p = 0.3 if i % 3 else 0.9
+        assert not c.add(p, p, i * 0.001)
+    assert c.on(20.0) and c.trips == 0
+
+
+def test_a_loss_trips_after_the_horizon_and_holds() -> None:
+    c = ClassCheck()
+    t, tripped = 0.0, None
+    while tripped is None and t < 10.0:
+        if c.add(1.0, 0.0, t):
+            tripped = t
+        t += 0.001
+    assert tripped is not None and MIN_S <= tripped < MIN_S + 0.01
+    assert not c.on(tripped + HOLD_S - 0.01) and c.on(tripped + HOLD_S)
+    # a loss again right after switching back on: the hold doubles
+    t = tripped + HOLD_S
+    while not c.add(1.0, 0.0, t):
+        t += 0.001
+    assert c.hold == 2 * HOLD_S and c.trips == 2
+
+
+def test_a_small_loss_within_noise_and_tolerance_does_not_trip() -> None:
+    c = ClassCheck()
+    rng = random.Random(1)
+    for i in range(50_000):  # 0.2 point worse: under the half-point tolerance
+        assert not c.add(float(rng.random() < 0.052), float(rng.random() < 0.05), i * 0.0002)
+    assert FLOOR > 0
+
+
+def _book() -> ProfileBook:
+    return ProfileBook(
+        {
+            ("slow", "m"): Profile("slow", "m", 4, (LatencyPoint(1, 10.0, 14.0),)),
+            ("fast", "m"): Profile("fast", "m", 4, (LatencyPoint(1, 2.0, 3.0),)),
+        },
+        {},
+    )
+
+
+def _view(book: ProfileBook) -> FleetView:
+    fleet = [
+        WorkerInfo("s0", "near", "slow", ("m",), 1, 1.0),
+        WorkerInfo("s1", "near", "slow", ("m",), 1, 1.0),
+        WorkerInfo("f0", "far", "fast", ("m",), 2, 6.0),
+    ]
+    return FleetView(fleet, book)
+
+
+def _est(view: FleetView, wid: str, svc: float, p99: float) -> Estimate:
+    s = view.state(wid)
+    return Estimate(s, s.rtt_ms + svc, s.rtt_ms + p99, svc, svc / s.instances)
+
+
+def test_twin_pools_follow_health_and_ec_picks_the_earliest() -> None:
+    view = _view(_book())
+    tw = Twin()
+    tw.capacity(view, 0.0)
+    assert {p: len(h) for p, h in tw.pools.items()} == {"near": 2, "far": 2}
+    near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
+    assert tw.earliest([near, far], 0.0) is far  # 6 + 2 < 1 + 10
+    view.set_healthy("s1", False, 1.0)
+    tw.capacity(view, 1.0)
+    assert len(tw.pools["near"]) == 1
+    # queueing on the twin moves EC: load far until near completes first
+    for _ in range(6):
+        tw.place(far, 0.0, 100.0, 1.0)
+    assert tw.earliest([near, far], 1.0) is near
+
+
+def test_record_counts_a_shed_as_late() -> None:
+    view = _view(_book())
+    chk = SelfCheck(seed=3)
+    near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
+    chk.record("m", None, [near, far], 50.0, view, 0.0)
+    assert chk.all.r == 1.0 and chk.all.t < 0.01
+
+
+class _Bad(SynergAI):
+    """A deliberately bad rule: every request to the candidate of LATEST predicted completion."""
+
+    def _deviate(self, req, ests, now, rng):  # type: ignore[no-untyped-def]
+        e = max(ests, key=lambda e: e.predicted_ms)
+        return _decide(e, "bad"), e
+
+
+def _scenario() -> Scenario:
+    raw = {
+        "name": "bad-rule",
+        "duration_s": 20.0,
+        "pools": [
+            {"name": "near", "arch": "slow", "workers": 3, "rtt_ms": 1.0, "models": ["m"]},
+            {"name": "far", "arch": "fast", "workers": 2, "instances": 2, "rtt_ms": 6.0,
+             "models": ["m"]},
+        ],
+        "workload": [{"model": "m", "rate_rps": 250, "arrival": "poisson", "slo_ms": 25}],
+    }  # fmt: skip
+    return Scenario.model_validate(raw).with_profiles(_book())
+
+
+def test_a_bad_rule_costs_little_with_the_self_check() -> None:
+    sc = _scenario()
+    trace = build_trace(sc, 5)
+
+    def rate(pol: object) -> float:
+        res = simulate(sc, trace, pol, 5)  # type: ignore[arg-type]
+        return float(violation_mask(sc, trace, res).mean())
+
+    ec = rate(make_policy("profile_static", sc.profile_book, 5))
+    unchecked = rate(_Bad(seed=5, self_check=False))
+    checked = _Bad(seed=5)
+    got = rate(checked)
+    assert checked.check is not None and checked.check.all.trips >= 1
+    assert unchecked > 0.25  # the rule alone is a disaster (32 %)...
+    assert got < 0.25 * unchecked and got <= ec + 0.1  # ...switched off after its first second
+    assert math.isfinite(got)
