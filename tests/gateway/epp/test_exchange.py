@@ -17,11 +17,12 @@ from gateway.epp.protocol import SERVED_KEY, SUBSET_KEY, SUBSET_NAMESPACE
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.registry import make_policy
-from gateway.routing.types import WorkerInfo
+from gateway.routing.types import Decision, WorkerInfo
 from gateway.routing.view import FleetView
 from gateway.service import InferenceService, ServiceConfig
 from gateway.settings import ModelDefaults, WorkerSpec
 from gateway.state.memory_store import MemoryStore
+from gateway.testing import FixedPolicy
 
 DEST = "x-gateway-destination-endpoint"
 
@@ -141,7 +142,8 @@ async def test_empty_subset_is_503(svc: InferenceService) -> None:
 
 
 async def test_shed_is_429_with_retry_after(svc: InferenceService) -> None:
-    # m1 defaults to priority 1, which the policy never sheds: ask as priority 0
+    # synergai sheds only on a calibrated prediction: a policy that sheds stands in for it
+    svc.set_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
     resp = Exchange(svc, PickerConfig()).handle(_infer(**{"x-slo-ms": "0.01", "x-priority": "0"}))
     assert resp is not None
     imm = resp.immediate_response
@@ -244,6 +246,7 @@ async def test_grpc_ends_on_trailers_with_trailing_metadata(svc: InferenceServic
 
 
 async def test_grpc_shed_is_resource_exhausted(svc: InferenceService) -> None:
+    svc.set_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
     resp = Exchange(svc, PickerConfig()).handle(
         _grpc_headers(**{"x-synergai-model": "m1", "x-slo-ms": "0.01", "x-priority": "0"})
     )
