@@ -237,6 +237,10 @@ def bench(
         Literal["http", "grpc"], typer.Option(help="Client protocol to the gateways.")
     ] = "http",
     gateways: Annotated[int, typer.Option(help="Gateway replicas sharing Redis.", min=1)] = 1,
+    via: Annotated[
+        Literal["gateway", "envoy"],
+        typer.Option(help="Front door: our gateway, or a real Envoy with synergai epp picking."),
+    ] = "gateway",
     time_scale: Annotated[
         float | None,
         typer.Option(
@@ -271,6 +275,7 @@ def bench(
             plot=plot,
             html=html,
             time_scale=time_scale,
+            via=via,
         )
     )
 
@@ -287,10 +292,11 @@ def bench_overhead(
     duration: Annotated[float, typer.Option(help="Seconds per concurrency level.", min=0.1)] = 5.0,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
 ) -> None:
-    """Direct-to-Triton vs through the gateway (vs nginx least_conn when installed).
+    """Direct-to-Triton vs through the gateway, nginx least_conn, Envoy, Envoy + synergai epp.
 
     Closed-loop load at concurrency 1, 8, 32 and 128 against one Triton worker, over HTTP and
-    gRPC: throughput, p50, p99 and the gateway's CPU time per request.
+    gRPC, plus a 1 MiB-tensor row per target: throughput, p50, p99 and the gateway's and the
+    endpoint picker's CPU time per request.
     """
     from loadtest.overhead import run_overhead
 

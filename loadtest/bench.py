@@ -185,6 +185,7 @@ def run_live(
     workdir: Path | None = None,
     console: Console | None = None,
     timeout_s: float | None = None,
+    via: str = "gateway",
 ) -> LiveRun:
     """Run the live benchmark of an (unscaled, duration-adjusted) scenario.
 
@@ -196,6 +197,8 @@ def run_live(
         workdir: logs and configs (default: a temporary directory, removed afterwards).
         console: where progress goes (default: stderr).
         timeout_s: client timeout per request (default ``max(5, 20 x largest SLO)`` s).
+        via: ``gateway`` (our gateway replicas) or ``envoy`` (a real Envoy with ``synergai
+            epp`` picking, :class:`gateway.epp.stack.EnvoyStack`; ``gateways`` is ignored).
 
     Returns:
         The document and the timeline (for plots and the HTML report).
@@ -224,7 +227,8 @@ def run_live(
         "policies": {},
         "meta": {
             "protocol": protocol,
-            "gateways": gateways,
+            "gateways": gateways if via == "gateway" else 0,
+            "via": via,
             "time_scale": scenario.time_scale,
             "requests_per_policy": len(trace),
             "client_timeout_s": timeout,
@@ -236,7 +240,7 @@ def run_live(
     all_outcomes: dict[str, list[Outcome]] = {}
     pools: dict[str, str] = {}
     payloads = Payloads()
-    stack = LiveStack(scenario, wd, replicas=gateways, progress=True)
+    stack = LiveStack(scenario, wd, replicas=gateways, progress=True, via=via)
     try:
         with _sigterm_as_interrupt():
             stack.start()
@@ -246,7 +250,8 @@ def run_live(
             pools = {w.id: w.pool for w in fleet.workers}
             say(
                 f"{len(fleet.workers)} workers ready; {len(trace)} requests over {duration:.1f} s"
-                f" per policy, {gateways} gateway(s), {protocol}"
+                f" per policy, {f'{gateways} gateway(s)' if via == 'gateway' else 'Envoy + epp'}"
+                f", {protocol}"
             )
             with Progress(
                 "[progress.description]{task.description}",
@@ -316,11 +321,13 @@ def run_bench(
     plot: Path | None,
     html: Path | None,
     time_scale: float | None = None,
+    via: str = "gateway",
 ) -> int:
     """``synergai bench``: see the module docstring. Returns the exit code.
 
-    ``time_scale`` overrides the scenario's (``--time-scale``). Exit codes: 0 done, 2 bad
-    arguments or scenario, 1 the stack failed, 130 interrupted.
+    ``time_scale`` overrides the scenario's (``--time-scale``); ``via="envoy"`` runs every
+    policy through a real Envoy with ``synergai epp`` picking (``--via envoy``). Exit codes: 0
+    done, 2 bad arguments or scenario, 1 the stack failed, 130 interrupted.
     """
     from gateway.yamlio import FormatError
 
@@ -331,6 +338,9 @@ def run_bench(
         return 2
     if gateways < 1:
         err.print("[red]--gateways must be >= 1[/red]")
+        return 2
+    if via not in ("gateway", "envoy"):
+        err.print(f"[red]--via must be gateway or envoy, not {via!r}[/red]")
         return 2
     try:
         sc = scenario_for_run(scenario, duration, time_scale)
@@ -356,7 +366,7 @@ def run_bench(
             return 1
     t0 = time.monotonic()
     try:
-        run = run_live(sc, names, protocol=proto, gateways=gateways, console=err)
+        run = run_live(sc, names, protocol=proto, gateways=gateways, console=err, via=via)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; every child stopped[/yellow]")
         return 130

@@ -125,19 +125,30 @@ class LiveStack:
         workdir: logs, gateway config and scaled profiles go here.
         replicas: gateway replicas per policy.
         progress: print progress lines to stderr.
+        via: ``gateway`` (``synergai serve`` replicas) or ``envoy``: per policy one real Envoy
+            with ``synergai epp`` (that policy, the same config and Valkey) picking for it
+            (:class:`gateway.epp.stack.EnvoyStack`); ``replicas`` is then ignored.
     """
 
     def __init__(
-        self, scenario: Any, workdir: Path, *, replicas: int = 1, progress: bool = True
+        self,
+        scenario: Any,
+        workdir: Path,
+        *,
+        replicas: int = 1,
+        progress: bool = True,
+        via: str = "gateway",
     ) -> None:
         self.scenario = scenario
         self.workdir = workdir
         self.replicas = max(1, replicas)
         self.progress = progress
+        self.via = via
         self.valkey = EmbeddedValkey()
         self.fleet: Any = None
         self.config: Path | None = None
-        self.gateways: list[GatewayProcess] = []
+        self.gateways: list[Any] = []
+        """The front doors of the current policy: ``GatewayProcess`` or ``EnvoyStack``."""
 
     def _say(self, msg: str) -> None:
         if self.progress:
@@ -174,12 +185,17 @@ class LiveStack:
             self.stop()
             raise
 
-    def start_gateways(self, policy: str) -> list[GatewayProcess]:
-        """Flush Redis and start ``replicas`` gateways with ``policy``; wait until ready."""
+    def start_gateways(self, policy: str) -> list[Any]:
+        """Flush Redis and start ``replicas`` gateways with ``policy``; wait until ready.
+
+        With ``via="envoy"``: one Envoy + endpoint picker instead (same URLs and ``metrics()``).
+        """
         if self.config is None:
             raise RuntimeError("start() the stack first")
         self.stop_gateways()
         self.valkey.flush()
+        if self.via == "envoy":
+            return self._start_envoy(policy)
         self.gateways = [
             GatewayProcess(
                 self.config,
@@ -199,6 +215,21 @@ class LiveStack:
         except BaseException:
             self.stop_gateways()
             raise
+        return self.gateways
+
+    def _start_envoy(self, policy: str) -> list[Any]:
+        from gateway.epp.stack import EnvoyStack
+
+        assert self.config is not None
+        doc = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        settings = {"policy": policy, "models": doc.get("models", {}),
+                    "seed": int(getattr(self.scenario, "seed", 0))}  # fmt: skip
+        front = EnvoyStack(
+            doc["workers"], self.workdir / f"envoy-{policy}", Path(doc["profiles"]),
+            settings=settings, redis_url=self.valkey.url, concurrency=2,
+        )  # fmt: skip
+        self.gateways = [front]
+        front.start()
         return self.gateways
 
     def stop_gateways(self) -> None:

@@ -134,6 +134,15 @@ class EppProcess:
         self.kill(signal.SIGTERM)
         self._close_log()
 
+    def metrics(self) -> str:
+        """The picker's Prometheus text ("" when it serves none or is unreachable)."""
+        if not self.metrics_port:
+            return ""
+        from workers.launcher import http_get
+
+        status, body = http_get(self.metrics_port, "/metrics", timeout=2.0)
+        return body.decode("utf-8", "replace") if status == 200 else ""
+
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the picker's log."""
         try:

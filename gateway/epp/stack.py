@@ -64,7 +64,13 @@ class EnvoyStack:
         self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         env = {"REDIS_URL": redis_url} if redis_url else {}
         self.epp = (
-            EppProcess(self.config_path, free_port(), workdir / "epp.log", env=env)
+            EppProcess(
+                self.config_path,
+                free_port(),
+                workdir / "epp.log",
+                metrics_port=free_port(),
+                env=env,
+            )
             if picker
             else None
         )
@@ -88,6 +94,18 @@ class EnvoyStack:
     def url(self) -> str:
         """Envoy's base URL."""
         return self.envoy.url
+
+    @property
+    def grpc_target(self) -> str:
+        """Envoy's ``host:port`` for gRPC clients (the same listener as REST)."""
+        return self.envoy.address
+
+    def metrics(self) -> str:
+        """The picker's Prometheus text (what a gateway replica's ``/metrics`` shows)."""
+        return self.epp.metrics() if self.epp is not None else ""
+
+    def terminate(self) -> None:
+        """Begin stopping (the live bench stops its front doors in two passes)."""
 
     def pids(self) -> list[int]:
         """PIDs of the running children (for reaping checks)."""
