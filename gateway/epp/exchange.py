@@ -34,6 +34,7 @@ from gateway.api.grpc_wire import parse_infer_head
 from gateway.core.calls import InferCall, outcome_of
 from gateway.core.hints import HINT_KEYS, hint_items
 from gateway.core.ticket import Ticket
+from gateway.core.validate import triton_client_error
 from gateway.epp import replies
 from gateway.epp.endpoints import endpoint_of
 from gateway.epp.protocol import (
@@ -148,7 +149,7 @@ class Exchange:
         if kind == "request_body":
             return self._on_request_body(msg)
         if kind == "response_body":
-            return pb.ProcessingResponse(response_body=pb.BodyResponse())
+            return self._on_response_body(msg)
         if kind == "request_trailers":
             return pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
         return None
@@ -298,8 +299,23 @@ class Exchange:
                 self._end_grpc(msg, ticket, grpc_status, upstream)
                 return replies.response_headers(routing)
             return replies.response_headers()
+        if status == 500 and upstream and not hdrs.end_of_stream and not self._retried(msg, ticket):
+            return replies.read_response_body(routing)  # whose fault: Triton's message says
         self._end_http(msg, ticket, status, upstream)
         return replies.response_headers(routing)
+
+    def _on_response_body(self, msg: pb.ProcessingRequest) -> pb.ProcessingResponse:
+        """A REST 500's body (asked for by :meth:`_on_response_headers`): classify and end.
+
+        Triton's 500 for a body it cannot parse is the request's fault, answered 400 as the
+        gateway's own door does; any other 500 is the worker's.
+        """
+        ticket = self.ticket
+        if ticket is None or ticket.ended or self._status != 500:
+            return replies.response_body()
+        resp = triton_client_error(UpstreamResponse.from_http(500, msg.response_body.body))
+        self._end(outcome_of(resp), _latency_ms(self.service, ticket), str(resp.http_status))
+        return replies.response_body(None if resp.http_status == 500 else resp.http_status)
 
     def _on_response_trailers(self, msg: pb.ProcessingRequest) -> pb.ProcessingResponse:
         ticket = self.ticket

@@ -144,6 +144,36 @@ def response_headers(headers: Mapping[str, str] | None = None) -> pb.ProcessingR
     return pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=_common(headers)))
 
 
+_READ_RESPONSE_BODY = processing_mode_pb2.ProcessingMode(
+    request_header_mode=processing_mode_pb2.ProcessingMode.SEND,
+    response_header_mode=processing_mode_pb2.ProcessingMode.SEND,
+    response_body_mode=processing_mode_pb2.ProcessingMode.BUFFERED,
+    response_trailer_mode=processing_mode_pb2.ProcessingMode.SEND,
+)
+
+
+def read_response_body(headers: Mapping[str, str] | None = None) -> pb.ProcessingResponse:
+    """Answer the response headers (adding ``headers``) and ask for the whole response body.
+
+    For a REST 500, whose fault it is depends on Triton's message (its 500 for a body it cannot
+    parse is the request's fault: :func:`gateway.core.validate.triton_client_error`).
+    """
+    return pb.ProcessingResponse(
+        response_headers=pb.HeadersResponse(response=_common(headers)),
+        mode_override=_READ_RESPONSE_BODY,
+    )
+
+
+def response_body(status: int | None = None) -> pb.ProcessingResponse:
+    """Answer the response-body message; ``status`` replaces the answer's HTTP status."""
+    if status is None:
+        return pb.ProcessingResponse(response_body=pb.BodyResponse())
+    mutation = pb.HeaderMutation(set_headers=_set({":status": str(status)}))
+    return pb.ProcessingResponse(
+        response_body=pb.BodyResponse(response=pb.CommonResponse(header_mutation=mutation))
+    )
+
+
 def response_trailers(headers: Mapping[str, str] | None = None) -> pb.ProcessingResponse:
     """Answer the response-trailers message, adding ``headers`` (gRPC trailing metadata)."""
     mutation = pb.HeaderMutation(set_headers=_set(headers or {}))

@@ -50,7 +50,11 @@ def stack(
         },
     )  # fmt: skip
     workers = triton_fleet(path, inject_faults=False)
-    settings = {"models": {"m": {"slo_ms": 200}, "slow": {"slo_ms": 2000}}}
+    settings = {
+        "models": {"m": {"slo_ms": 200}, "slow": {"slo_ms": 2000}},
+        # nothing but the classification keeps a client's errors from ejecting a 1-worker pool
+        "outlier_max_ejection_percent": 100.0,
+    }
     with EnvoyStack(
         [w.as_config() for w in workers], directory / "stack", directory / "profiles",
         settings=settings,
@@ -164,3 +168,24 @@ def test_stop_leaves_nothing(tmp_path: Path) -> None:
     from workers import reaper
 
     assert pids and all(reaper.is_gone(p) for p in pids)
+
+
+UNPARSABLE = b'{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":["a"]}]}'
+
+
+def test_malformed_requests_never_take_a_worker_out(stack: EnvoyStack) -> None:
+    """Issue 18.1 on the picker's path: Triton's REST 500 for unparsable data and gRPC
+    INVALID_ARGUMENT are the client's; the fast pool keeps its traffic after a dozen of each."""
+    for _ in range(12):
+        r = httpx.post(f"{stack.url}/v2/models/m/infer", content=UNPARSABLE, timeout=10)
+        assert r.status_code == 400 and "Unable to parse" in r.json()["error"], r.text
+    client = grpcclient.InferenceServerClient(stack.address)
+    wrong = grpcclient.InferInput("NOPE", [1, 1], "FP32")
+    wrong.set_data_from_numpy(np.ones((1, 1), np.float32))
+    for _ in range(12):
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("m", [wrong], headers={"x-synergai-model": "m"})
+        assert "INVALID_ARGUMENT" in str(err.value.status())
+    pools = Counter(_post(stack, "m", {"x-slo-ms": "100"}).headers["x-synergai-pool"]
+                    for _ in range(10))  # fmt: skip
+    assert pools["fast"] >= 8, pools

@@ -260,3 +260,60 @@ async def test_objective_and_gie_slo_headers(svc: InferenceService) -> None:
     assert ex.ticket is not None
     assert ex.ticket.req.priority == 3
     assert ex.ticket.req.slo_ms == 30  # the request's own SLO beats the objective's
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome_code", "client_status", "ejects"),
+    [
+        (b"{\"error\":\"Unable to parse 'data': attempt to access JSON non-number as double\"}",
+         "400", 400, False),  # Triton's 500 for a body it cannot parse: the request's fault
+        (b"{\"error\":\"in ensemble 'm', device lost\"}", "500", None, True),  # the backend's
+    ],
+)  # fmt: skip
+async def test_a_rest_500_is_classified_by_tritons_message(
+    svc: InferenceService, body: bytes, outcome_code: str, client_status: int | None, ejects: bool
+) -> None:
+    ex = Exchange(svc, PickerConfig())
+    picked = _picked(ex.handle(_infer()))  # type: ignore[arg-type]
+    ticket = ex.ticket
+    assert ticket is not None
+    ask = ex.handle(_resp(500, served=picked[0]))
+    assert ask is not None and ask.mode_override.response_body_mode == ask.mode_override.BUFFERED
+    assert not ticket.ended  # not before the body says whose fault it is
+    answer = ex.handle(
+        pb.ProcessingRequest(response_body=pb.HttpBody(body=body, end_of_stream=True))
+    )
+    assert answer is not None and ticket.ended
+    status = {h.header.key: h.header.raw_value.decode()
+              for h in answer.response_body.response.header_mutation.set_headers}  # fmt: skip
+    assert status.get(":status") == (None if client_status is None else str(client_status))
+    labels = {"model": "m1", "pool": ticket.worker.pool, "worker": ticket.worker.id,
+              "policy": "synergai", "code": outcome_code}  # fmt: skip
+    assert _sample(svc, "synergai_requests_total", labels) == 1
+    assert svc.view.state(ticket.worker.id).fails == int(ejects)
+
+
+@pytest.mark.parametrize(
+    ("grpc_status", "fails", "code"),
+    [(b"3", 0, "400"), (b"5", 0, "404"), (b"13", 1, "500"), (b"14", 1, "503"), (b"x", 1, "500")],
+)
+async def test_grpc_answers_are_classified_by_the_one_table(
+    svc: InferenceService, grpc_status: bytes, fails: int, code: str
+) -> None:
+    ex = Exchange(svc, PickerConfig())
+    ex.handle(_grpc_headers(**{"x-synergai-model": "m1"}))
+    ticket = ex.ticket
+    assert ticket is not None
+    ex.handle(_resp(200, **{"content-type": "application/grpc"}))
+    trailers = pb.ProcessingRequest(
+        response_trailers=pb.HttpTrailers(
+            trailers=base_pb2.HeaderMap(
+                headers=[base_pb2.HeaderValue(key="grpc-status", raw_value=grpc_status)]
+            )
+        )
+    )
+    ex.handle(trailers)
+    assert ticket.ended and svc.view.state(ticket.worker.id).fails == fails
+    labels = {"model": "m1", "pool": ticket.worker.pool, "worker": ticket.worker.id,
+              "policy": "synergai", "code": code}  # fmt: skip
+    assert _sample(svc, "synergai_requests_total", labels) == 1
