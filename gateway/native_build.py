@@ -9,7 +9,11 @@ To add one, append its dotted name and run ``make native``; it must pass ``mypy 
 (mypyc type-checks the whole set first) and must not ``from pkg import name`` where ``name``
 is both a submodule of ``pkg`` and a name ``pkg/__init__.py`` binds (mypyc imports the
 submodule there, not the name; the build stops and says which line). ``__init__`` modules
-are not compiled.
+are not compiled. A compiled class cannot be subclassed by Python code (a test's variant of
+a policy, say) unless it is decorated ``@mypyc_attr(allow_interpreted_subclasses=True)``
+(``from mypy_extensions import mypyc_attr``): ``make test`` runs the suite on the compiled
+build, so such a test fails there with "interpreted classes cannot inherit from compiled".
+Compiled code must not rely on monkeypatching module functions or class attributes either.
 
 The set is compiled by mypyc as one group (its modules call each other directly in C) into a
 staging directory, then moved to ``build/native/<ext tag>/`` with a manifest of the SHA-256

@@ -141,13 +141,9 @@ def simulate(
     for h in _health_events([(w.info.id, w.crashes) for w in fleet], cfg.probe_interval_s):
         heapq.heappush(events, (h[0], h[1], None, h[2], h[3], 0.0, None))
     heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
-    finish, set_healthy, start, choose = (
-        view.finish_state,
-        view.set_healthy,
-        view.start_state,
-        policy.choose,
-    )
-    exp, bisect_right = math.exp, bisect.bisect_right
+    choose, bisect_right = policy.choose, bisect.bisect_right
+    # the view's methods are called on the view (compiled: a direct C call; a bound method
+    # kept in a local would go through Python's calling convention on every request)
     every = cfg.time_every if clock_ns is not None else 0
     countdown = 0
     ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
@@ -163,9 +159,9 @@ def simulate(
                 while events and events[0][0] <= t:
                     ev = heappop(events)
                     if ev[2] is not None:
-                        finish(ev[2], ev[3], ev[4], ev[5], ev[6], ev[0])
+                        view.finish_state(ev[2], ev[3], ev[4], ev[5], ev[6], ev[0])
                     else:
-                        set_healthy(ev[3], ev[4], ev[0])
+                        view.set_healthy(ev[3], ev[4], ev[0])
                 nxt = events[0][0] if events else math.inf
             si = ss[i]
             req = reqs[si]
@@ -191,7 +187,7 @@ def simulate(
             chosen[i] = k
             svc = d.service_ms
             model = req.model
-            memo = start(s, model, req.batch, svc, t)
+            memo = view.start_state(s, model, req.batch, svc, t)
             seq += 1
             rtt_s = w.rtt_s
             a = t + rtt_s * 0.5
@@ -212,7 +208,7 @@ def simulate(
                     if len(speed_t) > 1
                     else w.speed_f[0]
                 )
-                end = begin + exp(mu + sigma * z) * f / 1000.0
+                end = begin + math.exp(mu + sigma * z) * f / 1000.0
                 heapreplace(slots, end)
                 if end > tc:  # killed by the crash at tc
                     status[i] = FAILED

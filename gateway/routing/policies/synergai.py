@@ -51,6 +51,8 @@ import math
 import random
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from gateway.prediction.model import TAU_S
 from gateway.routing.filters import fits_slo, harms_tighter, protects_tighter
 from gateway.routing.framework import Estimate, pick_min
@@ -83,6 +85,7 @@ def _decide(e: Estimate, reason: str) -> Decision:
     return Decision(e.state.id, e.predicted_ms, e.service_ms, reason)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests subclass it (gateway.native)
 class SynergAI:
     """The product's default policy; see the module docstring.
 
