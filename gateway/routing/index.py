@@ -17,13 +17,14 @@ per decision is rescanned instead of every pool serving the model (DESIGN.md §1
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from gateway.prediction.profiles import Profile
 from gateway.routing.state import WorkerState
 
 __all__ = ["PoolIndex"]
 
-INF = math.inf
+INF: Final = math.inf
 
 
 class PoolIndex:

@@ -18,9 +18,6 @@ from gateway.routing.view import FleetView
 
 __all__ = ["estimate", "pool_estimates"]
 
-_exp = math.exp
-_INF = math.inf
-
 
 def _factor(s: WorkerState, model: str, now: float) -> float:
     corr = s.corrections[model]
@@ -28,7 +25,7 @@ def _factor(s: WorkerState, model: str, now: float) -> float:
     if g == 0.0:
         return 1.0
     dt = now - corr.t
-    return _exp(g * _exp(-dt / corr.cfg.tau_s)) if dt > 0 else _exp(g)
+    return math.exp(g * math.exp(-dt / corr.cfg.tau_s)) if dt > 0 else math.exp(g)
 
 
 def estimate(

@@ -8,7 +8,7 @@ rebuilding a snapshot. Policies only read it; the view alone writes it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gateway.prediction.model import Correction, PredictorConfig, shadow_wait_ms
 from gateway.prediction.profiles import Profile
@@ -19,13 +19,12 @@ if TYPE_CHECKING:  # index.py imports this module
 
 __all__ = ["DEFAULT_RTT_MS", "PEAK_EWMA_TAU_S", "WorkerState"]
 
-PEAK_EWMA_TAU_S = 10.0
+PEAK_EWMA_TAU_S: Final = 10.0
 """Decay time constant (s) of the peak-EWMA latency estimate (tower's and linkerd's default)."""
-DEFAULT_RTT_MS = 30.0
+DEFAULT_RTT_MS: Final = 30.0
 """Peak-EWMA estimate (ms) of a worker never observed yet (tower's ``default_rtt`` role)."""
 
-_exp = math.exp
-_NEG_INF = -math.inf
+_NEG_INF: Final = -math.inf
 
 
 class WorkerState:
@@ -34,6 +33,7 @@ class WorkerState:
     Attributes:
         info: static facts (id, pool, arch, models, instances, rtt_ms).
         profiles: this worker's profile per model it serves (models without one are absent).
+        p50_1: each profile's batch-1 median (ms), read on every start.
         out: outstanding requests used for routing (shared + local delta, or local when stale).
         work_ms: predicted service ms of those requests.
         local_out: requests this router started and has not seen finish.
@@ -71,6 +71,7 @@ class WorkerState:
         "local_work_ms",
         "others_ms",
         "out",
+        "p50_1",
         "pool",
         "probe_healthy",
         "profiles",
@@ -94,6 +95,7 @@ class WorkerState:
         self.rtt_ms = info.rtt_ms
         self.instances = max(1, info.instances)
         self.profiles = profiles
+        self.p50_1 = {m: p.p50(1) for m, p in profiles.items()}
         self.corrections = {m: Correction(cfg) for m in profiles}
         self.out = 0.0
         self.work_ms = 0.0
@@ -143,6 +145,6 @@ class WorkerState:
             self.ewma_ms = latency_ms
         else:
             dt = now - self.ewma_t
-            w = _exp(-(dt if dt > 0.0 else 0.0) / PEAK_EWMA_TAU_S)
+            w = math.exp(-(dt if dt > 0.0 else 0.0) / PEAK_EWMA_TAU_S)
             self.ewma_ms = self.ewma_ms * w + latency_ms * (1.0 - w)
         self.ewma_t = now

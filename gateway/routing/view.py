@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.prediction.model import PredictorConfig
 from gateway.prediction.profiles import Profile, ProfileBook
@@ -40,17 +40,17 @@ Memo = tuple[float, float, float, int, float, float]
 """What :meth:`FleetView.start_state` remembers of a request for its finish: ``(ln c0, predicted
 wait ms, c0 * p50 ms, slot, predicted end - slot shift s, sent s)``."""
 
-_exp = math.exp
-_isfinite = math.isfinite
-_INF = math.inf
-_NEG_INF = -math.inf
+# Final: compiled (gateway.native), module constants are C statics, not dictionary lookups;
+# math.exp/isinf/isnan are called on the module so that mypyc emits the C functions.
+_INF: Final = math.inf
+_NEG_INF: Final = -math.inf
 
-REFRESH_S = 0.25
+REFRESH_S: Final = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
-_EPS_MS = 1e-6
+_EPS_MS: Final = 1e-6
 """Other routers' work below this (ms) is rounding between the store's and the view's sums."""
-_MISATTRIBUTED = 0.25
+_MISATTRIBUTED: Final = 0.25
 """A chain estimate of the service below this fraction of the reference (what the clip would
 read as "4x faster") is taken as a slot misattribution, not as speed: on a multi-instance
 server the real FIFO may have run the request on another slot than its shadow chain. The
@@ -221,7 +221,7 @@ class FleetView:
         :meth:`finish_state` needs to fold the outcome into the correction (None when the
         worker has no profile for ``model``).
         """
-        if not _isfinite(service_ms):
+        if math.isinf(service_ms) or math.isnan(service_ms):
             service_ms = self.service_ms(s, model, batch, now)
             service_ms = 0.0 if service_ms != service_ms else service_ms
         free = s.free
@@ -230,11 +230,13 @@ class FleetView:
         begin = arrive if arrive > free[i] else free[i]
         end = begin + service_ms / 1000.0
         free[i] = end
-        p = s.profiles.get(model)
+        p50 = s.p50_1.get(model)
         memo = None
-        if p is not None:
+        if p50 is not None:
+            if batch != 1:
+                p50 = s.profiles[model].p50(batch)
             g0 = s.corrections[model].log_factor(now)
-            svc = _exp(g0) * p.p50(batch)
+            svc = math.exp(g0) * p50
             wait = (begin - arrive) * 1000.0 + s.others_ms
             memo = (g0, wait, svc, i, end - s.shift[i], now)
         s.local_out += 1
@@ -281,7 +283,7 @@ class FleetView:
 
         ``learn`` false is :meth:`abandon`.
         """
-        if not _isfinite(service_ms):
+        if math.isinf(service_ms) or math.isnan(service_ms):
             service_ms = 0.0
         out = s.local_out - 1
         s.local_out = out = out if out > 0 else 0
@@ -329,7 +331,7 @@ class FleetView:
                     actual = resid - wait0
                     weight = ref / (ref + (wait0 if wait0 > 0.0 else 0.0))
                 corr.observe(now, actual, ref, g0, weight)
-                s.cfac[model] = _exp(corr.g)
+                s.cfac[model] = math.exp(corr.g)
         self._settle(s, now)
 
     def apply_shared(

@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.routing.state import WorkerState
 from gateway.routing.types import Policy, Request
 from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
-from loadtest.sim.fleet import SimTruth, build_fleet
+from loadtest.sim.fleet import SimTruth, SimWorker, build_fleet
 from loadtest.sim.trace import Trace
 
 __all__ = ["FAILED", "OK", "SHED", "SimConfig", "SimResult", "simulate"]
@@ -123,13 +124,15 @@ def simulate(
     chosen = [-1] * n
     timings: list[int] = []
     streams = list(scenario.workload)
-    # per worker id: (index, worker, its view state, per-stream (mu, sigma) of its true service)
-    by_id = {
+    # per worker id: (index, worker, its view state, per-stream (mu, sigma) of its true service,
+    # (nan, nan) for a stream it cannot serve: no policy sends one there)
+    nolog = (math.nan, math.nan)
+    by_id: dict[str, tuple[int, SimWorker, WorkerState, list[tuple[float, float]]]] = {
         w.info.id: (
             k,
             w,
             view.state(w.info.id),
-            [w.lognormal.get((x.model, x.batch)) for x in streams],
+            [w.lognormal.get((x.model, x.batch), nolog) for x in streams],
         )
         for k, w in enumerate(fleet)
     }
@@ -146,9 +149,12 @@ def simulate(
     # kept in a local would go through Python's calling convention on every request)
     every = cfg.time_every if clock_ns is not None else 0
     countdown = 0
-    ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
+    # typed: compiled (gateway.native), the loop's arithmetic is then on C doubles
+    ts: list[float] = trace.t.tolist()
+    ss: list[int] = trace.stream.tolist()
+    zs: list[float] = trace.z.tolist()
     seq = 0
-    nxt = events[0][0] if events else math.inf
+    nxt: float = events[0][0] if events else math.inf
     wall0 = clock_ns() if clock_ns is not None else 0
     gc_was = gc.isenabled()
     gc.disable()  # the loop allocates only acyclic tuples; cyclic GC passes are pure cost
