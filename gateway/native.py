@@ -6,7 +6,9 @@ sources, and writes a manifest there with the SHA-256 of every source it compile
 first ``import gateway`` (``loadtest`` imports it first too), :func:`install` reads that
 manifest and re-hashes the sources: only when **every** listed source is byte-identical to
 what was compiled is a finder put at the front of ``sys.meta_path``, and it then serves the
-whole set from the build directory. One edited file turns the whole set off, because the
+whole set from the build directory. The project modules the set imports directly are hashed
+too (``deps``): mypyc inlines a ``Final`` constant imported from another module, so an edit
+there must also turn the build off. One edited file turns the whole set off, because the
 compiled modules of a group call each other directly in C: a fresh ``view`` extension would
 otherwise still run a stale ``index``. So an edit can never be shadowed by an old build; the
 edited tree simply runs as pure Python until ``make`` rebuilds it.
@@ -77,7 +79,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         f = self.files.get(fullname)
-        if f is None:
+        if f is None or not f.is_file():  # a rebuild moved it away since start-up: Python
             return None
         loader = importlib.machinery.ExtensionFileLoader(fullname, str(f))
         return importlib.util.spec_from_file_location(fullname, f, loader=loader)
@@ -100,16 +102,14 @@ def _check(root: Path) -> tuple[dict[str, Path], list[str], str]:
     if man.get("ext_tag") != ext_tag():
         return {}, [], f"built for {man.get('ext_tag')}, not {ext_tag()}"
     bdir = mpath.parent
-    files: dict[str, Path] = {}
-    for name, entry in modules.items():
-        src = root / entry["source"]
+    for entry in [*modules.values(), *man.get("deps", {}).values()]:
         try:
-            digest = source_digest(src)
+            digest = source_digest(root / entry["source"])
         except OSError:
             return {}, [], f"stale: {entry['source']} is missing"
         if digest != entry["sha256"]:
             return {}, [], f"stale: {entry['source']} changed since the build (run `make native`)"
-        files[name] = bdir / entry["ext"]
+    files = {name: bdir / entry["ext"] for name, entry in modules.items()}
     for name, ext in shared.items():
         files[name] = bdir / ext
     missing = [str(p) for p in files.values() if not p.is_file()]

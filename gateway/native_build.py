@@ -41,7 +41,7 @@ from pathlib import Path
 
 from gateway.native import MANIFEST, ROOT, build_dir, ext_tag, manifest_path, source_digest
 
-__all__ = ["GROUP", "configured_modules", "is_fresh", "main", "shadowed_imports"]
+__all__ = ["GROUP", "configured_modules", "is_fresh", "main", "project_imports", "shadowed_imports"]
 
 GROUP = "synergai_native"
 """mypyc group name: the shared library is ``synergai_native__mypyc<EXT_SUFFIX>``."""
@@ -70,9 +70,39 @@ def is_fresh(root: Path, modules: Sequence[str]) -> bool:
         entries = man["modules"]
         if man.get("ext_tag") != ext_tag() or set(entries) != set(modules):
             return False
-        return all(source_digest(root / e["source"]) == e["sha256"] for e in entries.values())
+        if set(man.get("deps", ())) != set(project_imports(root, modules)):
+            return False
+        every = [*entries.values(), *man.get("deps", {}).values()]
+        return all(source_digest(root / e["source"]) == e["sha256"] for e in every)
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def project_imports(root: Path, modules: Sequence[str]) -> list[str]:
+    """Project modules (``gateway``, ``loadtest``, ``workers``) the set imports directly.
+
+    Outside the set: mypyc may have inlined their ``Final`` constants, so their sources are
+    hashed into the manifest with the set's. A package's ``__init__`` stands for it.
+    """
+    found: set[str] = set()
+    for m in modules:
+        path = _source(root, m)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] not in ("gateway", "loadtest", "workers"):
+                    continue
+                base = root.joinpath(*name.split("."))
+                if base.with_suffix(".py").is_file():
+                    found.add(name)
+                elif (base / "__init__.py").is_file():
+                    found.add(f"{name}.__init__")
+    return sorted(found - set(modules))
 
 
 def _binds(tree: ast.Module, name: str) -> bool:
@@ -146,7 +176,8 @@ def build(root: Path, modules: Sequence[str]) -> Path:
         raise RuntimeError("\n".join(problems))
     if any(m.rsplit(".", 1)[-1] == "__init__" for m in modules):
         raise RuntimeError("__init__ modules are not compiled: list the modules themselves")
-    digests = {m: source_digest(_source(root, m)) for m in modules}
+    deps = project_imports(root, modules)
+    digests = {m: source_digest(_source(root, m)) for m in [*modules, *deps]}
     final = build_dir(root)
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
@@ -159,7 +190,7 @@ def build(root: Path, modules: Sequence[str]) -> Path:
             _compile(root, modules, staging, work)
         finally:
             os.chdir(cwd)
-        changed = [m for m in modules if source_digest(_source(root, m)) != digests[m]]
+        changed = [m for m in digests if source_digest(_source(root, m)) != digests[m]]
         if changed:
             raise RuntimeError(f"{changed[0]} changed during the build: run it again")
         entries = {}
@@ -172,7 +203,11 @@ def build(root: Path, modules: Sequence[str]) -> Path:
         shared = {f"{GROUP}__mypyc": f"{GROUP}__mypyc{suffix}"}
         if not (staging / shared[f"{GROUP}__mypyc"]).is_file():
             raise RuntimeError(f"mypyc produced no {GROUP}__mypyc{suffix}")
-        manifest = {"ext_tag": ext_tag(), "modules": entries, "shared": shared}
+        dep_entries = {
+            d: {"source": _source(root, d).relative_to(root).as_posix(), "sha256": digests[d]}
+            for d in deps
+        }
+        manifest = {"ext_tag": ext_tag(), "modules": entries, "shared": shared, "deps": dep_entries}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         old = work / "old"
         if final.exists():

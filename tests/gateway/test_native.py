@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
-def _fake_build(root: Path, **changes: object) -> Path:
+def _fake_build(root: Path, mkdir: bool = True, **changes: object) -> Path:
     """A tree with one source ``a/b.py`` and a manifest (placeholder extension files)."""
-    (root / "a").mkdir(parents=True)
+    (root / "a").mkdir(parents=True, exist_ok=not mkdir)
     src = root / "a" / "b.py"
     src.write_text("X = 1\n")
     bdir = build_dir(root)
@@ -63,6 +63,18 @@ def test_anything_but_a_fresh_complete_build_means_pure_python(
     setup(src, build_dir(tmp_path))  # type: ignore[operator]
     files, modules, why = _check(tmp_path)
     assert files == {} and modules == [] and why.startswith(reason)
+
+
+def test_an_edited_import_of_the_set_turns_it_off(tmp_path: Path) -> None:
+    """mypyc may inline a Final constant of a module the set imports: it is hashed too."""
+    dep = tmp_path / "a" / "consts.py"
+    dep.parent.mkdir(parents=True)
+    dep.write_text("LIMIT = 1.0\n")
+    entry = {"source": "a/consts.py", "sha256": source_digest(dep)}
+    _fake_build(tmp_path, deps={"a.consts": entry}, mkdir=False)
+    assert _check(tmp_path)[2] == ""
+    dep.write_text("LIMIT = 2.0\n")
+    assert _check(tmp_path)[2].startswith("stale: a/consts.py changed")
 
 
 def test_other_interpreter_build_is_ignored(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.native_build import configured_modules, is_fresh, shadowed_imports
+from gateway.native_build import configured_modules, is_fresh, project_imports, shadowed_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +37,10 @@ def test_importing_the_submodule_itself_is_fine(tmp_path: Path) -> None:
 
 def test_no_manifest_is_not_fresh(tmp_path: Path) -> None:
     assert not is_fresh(tmp_path, ["pkg.cost"])
+
+
+def test_project_imports_of_the_set_are_listed() -> None:
+    deps = project_imports(ROOT, configured_modules(ROOT))
+    assert "gateway.prediction.profiles" in deps and "loadtest.sim.trace" in deps
+    assert not set(deps) & set(configured_modules(ROOT))
+    assert all(d.split(".")[0] in ("gateway", "loadtest", "workers") for d in deps)
