@@ -21,8 +21,9 @@ from gateway.routing.selfcheck import (
     SelfCheck,
     Twin,
     p_late,
+    real_pools,
 )
-from gateway.routing.types import WorkerInfo
+from gateway.routing.types import Request, WorkerInfo
 from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
 from loadtest.sim.engine import simulate
@@ -106,28 +107,40 @@ def _est(view: FleetView, wid: str, svc: float, p99: float) -> Estimate:
     return Estimate(s, s.rtt_ms + svc, s.rtt_ms + p99, svc, svc / s.instances)
 
 
-def test_twin_pools_follow_health_and_ec_picks_the_earliest() -> None:
+def test_twins_anchor_on_the_real_queues_and_ec_picks_the_earliest() -> None:
     view = _view(_book())
+    view.start("s0", Request("m", 1e6), 10.0, 0.0)  # s0 busy until 10.5 ms
+    view.set_healthy("s1", False, 0.0)  # s1 down: its slot is not in the pool
+    pools = real_pools(view, 0.0)
+    assert sorted(pools["near"]) == [pytest.approx(0.0105)]
+    assert sorted(pools["far"]) == [0.0, 0.0]
     tw = Twin()
-    tw.capacity(view, 0.0)
-    assert {p: len(h) for p, h in tw.pools.items()} == {"near": 2, "far": 2}
+    tw.anchor(pools)
     near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
-    assert tw.earliest([near, far], 0.0) is far  # 6 + 2 < 1 + 10
-    view.set_healthy("s1", False, 1.0)
-    tw.capacity(view, 1.0)
-    assert len(tw.pools["near"]) == 1
-    # queueing on the twin moves EC: load far until near completes first
-    for _ in range(6):
-        tw.place(far, 0.0, 100.0, 1.0)
-    assert tw.earliest([near, far], 1.0) is near
+    assert tw.earliest([near, far], 0.0) is far  # 6 + 2 < 1 + 10 + 10
+    for _ in range(20):  # queueing on the twin moves EC: load far until near completes first
+        tw.place(far, 0.0, 100.0, 0.0)
+    assert tw.earliest([near, far], 0.0) is near
+    assert len(pools["far"]) == 2 and pools["far"][0] == 0.0  # anchor copied the heaps
+
+
+def test_own_deviations_are_scored_on_the_real_view() -> None:
+    view = _view(_book())
+    chk = SelfCheck(seed=3)
+    near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
+    # EC would send to far (8 ms); the policy sent to near (11 ms, 15 ms tail) under a 12 ms SLO
+    chk.record("m", near, far, [near, far], 12.0, view, 0.0, own=True)
+    c = chk.classes["m"]
+    assert c.t == pytest.approx(0.0, abs=1e-6) and 0.2 < c.r < 0.9
 
 
 def test_record_counts_a_shed_as_late() -> None:
     view = _view(_book())
     chk = SelfCheck(seed=3)
     near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
-    chk.record("m", None, [near, far], 50.0, view, 0.0)
+    chk.record("m", None, far, [near, far], 50.0, view, 0.0, own=False)
     assert chk.all.r == 1.0 and chk.all.t < 0.01
+    assert "m" not in chk.classes  # a shed is judged overall only
 
 
 class _Bad(SynergAI):
@@ -135,7 +148,7 @@ class _Bad(SynergAI):
 
     def _deviate(self, req, ests, now, rng):  # type: ignore[no-untyped-def]
         e = max(ests, key=lambda e: e.predicted_ms)
-        return _decide(e, "bad"), e
+        return _decide(e, "bad"), e, min(ests, key=lambda x: x.predicted_ms)
 
 
 def _scenario() -> Scenario:
