@@ -169,7 +169,12 @@ class SynergAI:
         tight = self.tight
         lim = (1.0 - MARGIN) * slo
         roomy = [e for e in fits if e is e0 or (e.tail_ms <= lim and _spare(e))]
-        safe = protects_tighter(roomy, slo, tight, now)
+        rates = self.rates
+
+        def rate_of(pool: str, model: str) -> float:
+            return rates.rate(pool, model, now)
+
+        safe = protects_tighter(roomy, slo, tight, now, rate_of=rate_of)
         if not safe:
             return self._yield(req, ests, fits, e0, now, rng)
         if len(safe) > 1 and self.explore and rng.random() < self.explore:
@@ -196,15 +201,17 @@ class SynergAI:
         def rate_of(pool: str, model: str) -> float:
             return rates.rate(pool, model, now)
 
-        keep = [e for e in fits if harms_tighter(e, slo, tight, rate_of) < 1.0]
+        keep = [e for e in fits if harms_tighter(e, slo, tight, rate_of, now) < 1.0]
         if keep:
             e = pick_min(keep, predicted_latency, rng)
             return _decide(e, "fit_tight"), e, e0
         prio = self.priority
-        over = harms_tighter(e0, slo, tight, rate_of, prio, req.priority)
+        over = harms_tighter(e0, slo, tight, rate_of, now, prio, req.priority)
         if over >= YIELD_HARM:
             other = [
-                e for e in ests if harms_tighter(e, slo, tight, rate_of, prio, req.priority) < 1.0
+                e
+                for e in ests
+                if harms_tighter(e, slo, tight, rate_of, now, prio, req.priority) < 1.0
             ]
             if other:
                 e = pick_min(other, predicted_latency, rng)

@@ -72,6 +72,7 @@ class EarliestProbe:
         checked: decisions whose earliest predicted completion fits the SLO.
         deviations: of those, decisions sent elsewhere (or shed).
         examples: the first few deviations, ``(now, model, slo, reason, chosen, earliest)``.
+        reasons: the deviations counted by the policy's reason.
     """
 
     inner: Policy
@@ -80,6 +81,7 @@ class EarliestProbe:
     checked: int = 0
     deviations: int = 0
     examples: list[tuple[Any, ...]] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     name: str = field(init=False)
 
@@ -99,6 +101,7 @@ class EarliestProbe:
         self.checked += 1
         if d.worker is None or d.predicted_ms > best * (1.0 + 1e-9):
             self.deviations += 1
+            self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
             if len(self.examples) < 5:
                 self.examples.append(
                     (round(now, 4), req.model, req.slo_ms, d.reason, d.worker, early[0].state.id)

