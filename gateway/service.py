@@ -73,7 +73,7 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.drift import DriftMonitor
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
 from gateway.settings import ModelDefaults
-from gateway.state.store import Lease, StateStore, WorkerLoad
+from gateway.state.store import Ended, Lease, StateStore, WorkerLoad
 from gateway.upstream.base import Upstream, UpstreamResponse
 
 __all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
@@ -204,7 +204,9 @@ class InferenceService:
     def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None:
         """Feed a fleet-wide figure to the view (and metrics)."""
         if worker_id in self._workers:
-            self.view.apply_shared(worker_id, load.outstanding, load.work_ms, observed_at)
+            self.view.apply_shared(
+                worker_id, load.outstanding, load.work_ms, observed_at, load.free_ms
+            )
             self.metrics.outstanding.labels(worker_id).set(load.outstanding)
             if self.on_shared is not None:
                 self.on_shared(worker_id, load, observed_at)
@@ -281,7 +283,13 @@ class InferenceService:
     ) -> Ticket:
         """Book ``req`` on ``worker``: view start, store reserve (background), in-flight + 1."""
         service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
-        lease = Lease(worker.id, f"{self.gateway_id}:{next(self._seq)}", int(service_ms * 1000))
+        lease = Lease(
+            worker.id,
+            f"{self.gateway_id}:{next(self._seq)}",
+            int(service_ms * 1000),
+            max(1, worker.instances),
+            int(worker.rtt_ms * 500),
+        )
         wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
         self.view.start(worker.id, req, service_ms, req.arrival)
         self.inflight += 1
@@ -329,7 +337,12 @@ class InferenceService:
         if self.health is not None:
             self.health.observe(worker.id, outcome)
         self.metrics.requests.labels(req.model, worker.pool, worker.id, ticket.policy, code).inc()
-        self._spawn(self._release(ticket.reserve, ticket.lease))
+        now = self.clock.now()
+        ended = Ended(abandoned=outcome is Outcome.NEUTRAL)
+        if outcome is Outcome.SUCCESS and latency_ms is not None:  # its true end on the worker
+            end_at = req.arrival + (latency_ms - worker.rtt_ms * 0.5) / 1000.0
+            ended = Ended(ago_us=int((now - end_at) * 1e6))
+        self._spawn(self._release(ticket.reserve, ticket.lease, ended, now))
 
     async def infer(self, call: InferCall) -> InferResult:
         """Route and forward one inference request: :meth:`begin`, send, :meth:`end`.
@@ -494,11 +507,18 @@ class InferenceService:
         if load is not None:
             self.apply_shared(lease.worker, load, self.clock.now())
 
-    async def _release(self, reserve: asyncio.Future[WorkerLoad | None], lease: Lease) -> None:
+    async def _release(
+        self,
+        reserve: asyncio.Future[WorkerLoad | None],
+        lease: Lease,
+        ended: Ended | None = None,
+        ended_at: float = 0.0,
+    ) -> None:
         """Release once the reservation call is over; feed the post-op figures to the view.
 
         Released even when the reserve call failed: it may have run on the server after the
-        client timed out, and a release of an unknown lease is a no-op.
+        client timed out, and a release of an unknown lease is a no-op. ``ended`` (as of
+        ``ended_at``) re-anchors the shared shadow queue on the request's true end.
         """
         try:
             reserved = await reserve
@@ -507,7 +527,9 @@ class InferenceService:
             reserved = None
         if reserved is None:
             self.metrics.state_errors.inc()
-        load = await self.store.release(lease)
+        if ended is not None and ended.ago_us is not None:  # time since the end, at the call
+            ended = Ended(ago_us=ended.ago_us + int((self.clock.now() - ended_at) * 1e6))
+        load = await self.store.release(lease, ended)
         if load is None:
             self.metrics.state_errors.inc()
             return

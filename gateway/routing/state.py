@@ -48,7 +48,9 @@ class WorkerState:
         free: predicted time (s) each instance slot frees, from this router's own requests
             (the shadow queue of :mod:`gateway.prediction.model`).
         shift: per slot, the total re-anchoring (s) applied to its chain so far.
-        others_ms: other routers' backlog per slot (ms) from fresh shared figures, else 0.
+        others_ms: extra wait (ms) the fresh shared shadow queue shows beyond ``free``, else 0.
+        sfree: the shared shadow queue (s, this router's clock): per slot, its predicted free
+            time from the store's last figures plus this router's starts since (empty: none).
         cfac: correction factor per model as of its last sample (undecayed; index keys).
         slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
@@ -76,6 +78,7 @@ class WorkerState:
         "probe_healthy",
         "profiles",
         "rtt_ms",
+        "sfree",
         "shared_at",
         "shared_out",
         "shared_work",
@@ -115,6 +118,7 @@ class WorkerState:
         self.free = [-math.inf] * self.instances
         self.shift = [0.0] * self.instances
         self.others_ms = 0.0
+        self.sfree: list[float] = []
         self.cfac = dict.fromkeys(profiles, 1.0)
         self.slots: list[tuple[PoolIndex, int, str]] = []
 

@@ -124,9 +124,17 @@ class RoutingView(Protocol):
         """It ended: ``latency_ms`` measured (client view, incl. rtt) or ``None`` if failed."""
 
     def apply_shared(
-        self, worker: str, outstanding: int, work_ms: float, observed_at: float
+        self,
+        worker: str,
+        outstanding: int,
+        work_ms: float,
+        observed_at: float,
+        free_ms: Sequence[float] = (),
     ) -> None:
-        """Fleet-wide outstanding requests and work (ms) for ``worker`` from the shared store."""
+        """Fleet-wide outstanding requests and work (ms) for ``worker`` from the shared store.
+
+        ``free_ms``: the shared shadow queue (per slot, ms until free as of ``observed_at``).
+        """
 
     def set_healthy(self, worker: str, healthy: bool, now: float) -> None:
         """Health from probes or outlier detection; unhealthy workers get no traffic."""

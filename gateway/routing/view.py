@@ -9,11 +9,14 @@ Who calls what (the runner is the gateway or the simulator; policies only read):
   ``abandon(...)`` instead when the end says nothing about the worker (the worker refused a
   malformed request, the client gave up: :func:`gateway.core.calls.outcome_of`): only the
   in-flight accounting moves, never health, latency or correction.
-* ``apply_shared(worker, outstanding, work_ms, observed_at)``: fleet-wide figures (every
-  gateway's requests, this one's included). From then on the worker's load is
-  ``shared + (local starts - local finishes since that call)``. When the figures are older
-  than ``stale_after_s`` the worker falls back to this router's local view (its own
-  in-flight); :meth:`FleetView.stale` and ``rows()`` say so.
+* ``apply_shared(worker, outstanding, work_ms, observed_at, free_ms)``: fleet-wide figures
+  (every gateway's requests, this one's included). From then on the worker's load is
+  ``shared + (local starts - local finishes since that call)``. ``free_ms`` is the shared
+  shadow queue (per slot, ms until it frees, as of ``observed_at``): the one queue all
+  replicas book on (:mod:`gateway.state.redis_store`); local starts since the call are booked
+  on this router's copy too, and the wait is the later of the shared and the local queue's.
+  When the figures are older than ``stale_after_s`` the worker falls back to this router's
+  local view (its own in-flight); :meth:`FleetView.stale` and ``rows()`` say so.
 * ``set_healthy(worker, healthy, now)`` from health probes. A failed request also ejects the
   worker for ``eject_s`` seconds (outlier detection); the next success clears the count.
 
@@ -48,8 +51,6 @@ _NEG_INF: Final = -math.inf
 REFRESH_S: Final = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
-_EPS_MS: Final = 1e-6
-"""Other routers' work below this (ms) is rounding between the store's and the view's sums."""
 _MISATTRIBUTED: Final = 0.25
 """A chain estimate of the service below this fraction of the reference (what the clip would
 read as "4x faster") is taken as a slot misattribution, not as speed: on a multi-instance
@@ -239,6 +240,11 @@ class FleetView:
             svc = math.exp(g0) * p50
             wait = (begin - arrive) * 1000.0 + s.others_ms
             memo = (g0, wait, svc, i, end - s.shift[i], now)
+        sf = s.sfree
+        if sf:  # the shared queue: book it here too until the store's next figures
+            j = 0 if len(sf) == 1 else sf.index(min(sf))
+            sb = arrive if arrive > sf[j] else sf[j]
+            sf[j] = sb + service_ms / 1000.0
         s.local_out += 1
         s.local_work_ms += service_ms
         s.d_out += 1
@@ -335,12 +341,24 @@ class FleetView:
         self._settle(s, now)
 
     def apply_shared(
-        self, worker: str, outstanding: int, work_ms: float, observed_at: float
+        self,
+        worker: str,
+        outstanding: int,
+        work_ms: float,
+        observed_at: float,
+        free_ms: Sequence[float] = (),
     ) -> None:
-        """Fleet-wide figures for ``worker`` as of ``observed_at`` (this router's included)."""
+        """Fleet-wide figures for ``worker`` as of ``observed_at`` (this router's included).
+
+        ``free_ms``: the shared shadow queue, per slot the time (ms) until it frees as of
+        ``observed_at`` (relative: no other clock meets this router's); empty: none.
+        """
         s = self._states.get(worker)
         if s is None or observed_at < s.shared_at:
             return
+        if free_ms:  # a snapshot lists only the slots ever booked: the others are free
+            sf = [observed_at + f / 1000.0 for f in free_ms[: s.instances]]
+            s.sfree = sf + [observed_at] * (s.instances - len(sf))
         s.shared_out = float(outstanding)
         s.shared_work = float(work_ms)
         s.shared_at = observed_at
@@ -389,11 +407,7 @@ class FleetView:
             s.out = out if out > s.local_out else float(s.local_out)
             work = s.shared_work + s.d_work
             s.work_ms = work if work > s.local_work_ms else s.local_work_ms
-            others = work - s.local_work_ms
-            n = out - s.local_out
-            s.others_ms = (
-                self._others_wait(s, others, n, wait, half, now) if others > _EPS_MS else 0.0
-            )
+            s.others_ms = self._others_wait(s, wait, half, now) if s.sfree else 0.0
         else:
             s.out = float(s.local_out)
             s.work_ms = s.local_work_ms
@@ -409,47 +423,21 @@ class FleetView:
             for idx, pos, _ in s.slots:
                 idx.put(pos, _INF, _INF)
 
-    def _others_wait(
-        self, s: WorkerState, others: float, n: float, wait: float, half: float, now: float
-    ) -> float:
-        """Extra wait (ms) that other routers' ``n`` leases (``others`` ms of work) cause.
+    def _others_wait(self, s: WorkerState, wait: float, half: float, now: float) -> float:
+        """Extra wait (ms) the shared shadow queue shows beyond this router's own (>= 0).
 
-        A lease lives ``rtt + W + S + lag``; only its inbound and queued part (``rtt/2 + W``)
-        holds its whole service ``S`` ahead of a new request, in service it holds ``S/2`` on
-        average, on the way back and until its release nothing. So the expected work ahead is
-        ``phi * others`` with ``phi = (rtt/2 + W + S/2) / (rtt + W + S + lag)``, and the
-        leases ahead number ``psi * n`` with ``psi = (rtt/2 + W + S) / (rtt + W + S + lag)``.
-        On one slot that work is simply added. On ``k`` slots it is water-filled over the
-        slots' own residuals (others take the earliest free slots first); when fewer leases
-        are ahead than ``z - 1`` (``z``: slots idle in this router's shadow queue) one idle
-        slot is certainly left and the extra wait is 0. ``S = others / n`` and ``W`` = this
-        router's own shadow wait plus half the others' backlog ahead of the average lease,
-        ``(others - S) / 2k``; ``lag`` is ``release_lag_ms`` (the gateway defers a release up
-        to 2 ms, plus the Redis round trip). Without this (``others / k`` added to the wait)
-        each replica read the other's answered requests, still leased, and the elapsed part
-        of those in service as queued work, and shed or detoured for it (docs/routing.md,
-        Replicas).
+        The shared queue (``s.sfree``) is what a single router would hold: every replica's
+        requests booked on the slot that frees first and re-anchored on their true ends by the
+        release script, plus this router's starts since the store's last figures. Its wait for
+        a request sent now is ``min(sfree) - (now + rtt/2)``; the local chain (``wait``) holds
+        only this router's requests but re-anchors them at once, while the shared one does so
+        a release later, so the later of the two is taken. It replaces the φ/ψ approximation
+        from lease counts, which could not know which leases were still ahead.
         """
-        svc = others / n if n > 1.0 else others
-        w = wait + 0.5 * (others - svc) / s.instances  # what the average lease waits
-        life = half + half + w + svc + self.release_lag_ms
-        ahead = others * (half + w + 0.5 * svc) / life
-        free = s.free
-        if len(free) == 1:
-            return ahead
-        a = now + half / 1000.0
-        res = sorted([(f - a) * 1000.0 if f > a else 0.0 for f in free])
-        idle = sum(1 for r in res if r == 0.0)
-        if n * (half + w + svc) / life <= idle - 1:
-            return 0.0
-        k = len(res)
-        acc = 0.0
-        for j in range(k):
-            acc += res[j]
-            level = (ahead + acc) / (j + 1)
-            if j + 1 == k or level <= res[j + 1]:
-                return level - res[0]
-        return 0.0  # unreachable
+        sf = s.sfree
+        shared = ((sf[0] if len(sf) == 1 else min(sf)) - now) * 1000.0 - half
+        extra = shared - wait
+        return extra if extra > 0.0 else 0.0
 
     # introspection ---------------------------------------------------------------------
     def rows(self, now: float) -> list[dict[str, Any]]:

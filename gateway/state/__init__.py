@@ -5,6 +5,6 @@
 the Triton metrics scraper and worker discovery here, beside them.
 """
 
-from gateway.state.store import Lease, NullStore, StateStore, WorkerLoad
+from gateway.state.store import Ended, Lease, NullStore, StateStore, WorkerLoad
 
-__all__ = ["Lease", "NullStore", "StateStore", "WorkerLoad"]
+__all__ = ["Ended", "Lease", "NullStore", "StateStore", "WorkerLoad"]

@@ -38,7 +38,7 @@ import aiohttp
 
 from gateway.core.clock import Clock
 from gateway.routing.types import WorkerInfo
-from gateway.state.store import Lease, StateStore, WorkerLoad
+from gateway.state.store import Ended, Lease, StateStore, WorkerLoad
 from gateway.state.triton_metrics import TritonLoad, TritonSample, derive, parse_metrics
 
 __all__ = ["External", "ReconciledStore", "Reconciler", "TritonScraper"]
@@ -112,7 +112,13 @@ class Reconciler:
         ext = self.external(worker)
         if ext is None or ext.outstanding < 0.5:
             return load
-        return WorkerLoad(load.outstanding + round(ext.outstanding), load.work_ms + ext.work_ms)
+        k = len(load.free_ms)
+        extra = ext.work_ms / k if k else 0.0  # queued on the server too: spread over the slots
+        return WorkerLoad(
+            load.outstanding + round(ext.outstanding),
+            load.work_ms + ext.work_ms,
+            tuple(f + extra for f in load.free_ms),
+        )
 
 
 class ReconciledStore:
@@ -144,9 +150,9 @@ class ReconciledStore:
         load = await self.inner.reserve(lease)
         return None if load is None else self.reconciler.blend(lease.worker, load)
 
-    async def release(self, lease: Lease) -> WorkerLoad | None:
+    async def release(self, lease: Lease, ended: Ended | None = None) -> WorkerLoad | None:
         """Release on the inner store; the blended post-op load."""
-        load = await self.inner.release(lease)
+        load = await self.inner.release(lease, ended)
         return None if load is None else self.reconciler.blend(lease.worker, load)
 
     async def snapshot(self, workers: Sequence[str]) -> dict[str, WorkerLoad] | None:

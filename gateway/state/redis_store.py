@@ -46,34 +46,106 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gateway.core.clock import Clock
 from gateway.state.resp import RespClient, RespError, supports
-from gateway.state.store import Lease, WorkerLoad
+from gateway.state.store import Ended, Lease, WorkerLoad
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
 
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[3]), ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'out', 1)
-  redis.call('HINCRBY', KEYS[1], 'work_us', tonumber(ARGV[2]))
+_QUEUE = """
+local function fmt(x) return string.format('%.0f', x) end
+local function queue(key, k, now)
+  local names = {'out', 'work_us'}
+  for i = 0, k - 1 do names[#names + 1] = 'f' .. i end
+  local v = redis.call('HMGET', key, unpack(names))
+  local r = {tonumber(v[1]) or 0, tonumber(v[2]) or 0}
+  for i = 3, #v do
+    local left = (tonumber(v[i]) or 0) - now
+    r[i] = left > 0 and left or 0
+  end
+  return r
 end
-return redis.call('HMGET', KEYS[1], 'out', 'work_us')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local k = tonumber(ARGV[4])
 """
+"""Shared head of the scripts: ``now`` (µs, the server's clock), ``k`` (slots), and ``queue``:
+the reply ``{out, work_us, left_0 .. left_k-1}`` with each slot's time left (µs, >= 0)."""
 
-_RELEASE = """
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  local out = redis.call('HINCRBY', KEYS[1], 'out', -1)
-  local work = redis.call('HINCRBY', KEYS[1], 'work_us', -tonumber(ARGV[2]))
+_RESERVE = (
+    _QUEUE
+    + """
+if redis.call('ZADD', KEYS[2], 'NX', math.floor(now / 1000) + tonumber(ARGV[3]), ARGV[1]) == 1 then
+  local work = tonumber(ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'out', 1)
+  redis.call('HINCRBY', KEYS[1], 'work_us', work)
+  local names = {}
+  for i = 0, k - 1 do names[#names + 1] = 'f' .. i; names[#names + 1] = 's' .. i end
+  local v = redis.call('HMGET', KEYS[1], unpack(names))
+  local bi, best = 0, nil
+  for i = 0, k - 1 do
+    local f = tonumber(v[2 * i + 1]) or 0
+    if best == nil or f < best then bi, best = i, f end
+  end
+  local arrive = now + tonumber(ARGV[5])
+  local fin = (arrive > best and arrive or best) + work
+  redis.call('HSET', KEYS[1], 'f' .. bi, fmt(fin))
+  local shift = tonumber(v[2 * bi + 2]) or 0
+  redis.call('HSET', KEYS[3], ARGV[6], bi .. ':' .. fmt(fin - shift))
+end
+return queue(KEYS[1], k, now)
+"""
+)
+"""ARGV: member, work_us, ttl_ms, slots, lead_us, token. The request joins the slot that frees
+first, from ``now + lead_us`` (its arrival), for ``work_us``: the local shadow queue's rule
+(:meth:`gateway.routing.view.FleetView.start_state`) on the shared queue. Its slot and predicted
+end (less the slot's shift so far) are kept under its token for the release."""
+
+_RELEASE = (
+    _QUEUE
+    + """
+local function drop(key, work)
+  local out = redis.call('HINCRBY', key, 'out', -1)
+  local w = redis.call('HINCRBY', key, 'work_us', -work)
   if out <= 0 then
-    redis.call('HSET', KEYS[1], 'out', 0, 'work_us', 0)
-  elseif work < 0 then
-    redis.call('HSET', KEYS[1], 'work_us', 0)
+    redis.call('HSET', key, 'out', 0, 'work_us', 0)
+  elseif w < 0 then
+    redis.call('HSET', key, 'work_us', 0)
   end
 end
-return redis.call('HMGET', KEYS[1], 'out', 'work_us')
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  local work = tonumber(ARGV[2])
+  drop(KEYS[1], work)
+  local placed = redis.call('HGET', KEYS[3], ARGV[6])
+  local mode = tonumber(ARGV[5])
+  if placed then
+    redis.call('HDEL', KEYS[3], ARGV[6])
+    local si, sp = string.match(placed, '^(%d+):(%-?%d+)$')
+    local i = tonumber(si)
+    if i and i < k and mode ~= 0 then
+      local v = redis.call('HMGET', KEYS[1], 'f' .. i, 's' .. i)
+      local f, shift = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+      local pend = tonumber(sp) + shift
+      if mode == 1 and f >= pend then
+        local te = now - tonumber(ARGV[7])
+        local g = f + te - pend
+        g = g > te and g or te
+        redis.call('HSET', KEYS[1], 'f' .. i, fmt(g), 's' .. i, fmt(shift + g - f))
+      elseif mode == 2 and f == pend then
+        local b = pend - work
+        redis.call('HSET', KEYS[1], 'f' .. i, fmt(b > now and b or now))
+      end
+    end
+  end
+end
+return queue(KEYS[1], k, now)
 """
+)
+"""ARGV: member, work_us, _, slots, mode, token, ago_us. ``mode`` 1 (success): the request
+truly ended ``ago_us`` before now; while its slot's chain still holds it, the chain moves by its
+error (never earlier than the true end) and the slot's shift records the move. 2 (abandoned): a
+request still last on its slot hands the slot back from its begin. 0 (failed): as predicted.
+The same rules as :meth:`gateway.routing.view.FleetView.finish_state` on the local chain."""
 
 _EXPIRE = """
 local t = redis.call('TIME')
@@ -81,9 +153,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, m in ipairs(dead) do
   if redis.call('ZREM', KEYS[2], m) == 1 then
-    local us = tonumber(string.match(m, ':(%d+)$')) or 0
+    local token, us = string.match(m, '^(.*):(%d+)$')
     local out = redis.call('HINCRBY', KEYS[1], 'out', -1)
-    local work = redis.call('HINCRBY', KEYS[1], 'work_us', -us)
+    local work = redis.call('HINCRBY', KEYS[1], 'work_us', -(tonumber(us) or 0))
+    if token then redis.call('HDEL', KEYS[3], token) end
     if out <= 0 then
       redis.call('HSET', KEYS[1], 'out', 0, 'work_us', 0)
     elseif work < 0 then
@@ -109,7 +182,7 @@ class _Backend(Protocol):
     async def eval(
         self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
     ) -> Any: ...
-    async def hmget_many(self, keys: Sequence[str], fields: Sequence[str]) -> list[Any]: ...
+    async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]: ...
     async def ping(self) -> Any: ...
     async def close(self) -> None: ...
 
@@ -128,8 +201,9 @@ class _RespBackend:
                 raise
             return await self._c.call("EVAL", script.text, len(keys), *keys, *args)
 
-    async def hmget_many(self, keys: Sequence[str], fields: Sequence[str]) -> list[Any]:
-        return await self._c.pipeline([["HMGET", k, *fields] for k in keys])
+    async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]:
+        got = await self._c.pipeline([["TIME"], *(["HGETALL", k] for k in keys)])
+        return got[0], got[1:]
 
     async def ping(self) -> Any:
         return await self._c.call("PING")
@@ -150,11 +224,13 @@ class _RedisPyBackend:
         except NoScriptError:
             return await self._c.eval(script.text, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
-    async def hmget_many(self, keys: Sequence[str], fields: Sequence[str]) -> list[Any]:
+    async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]:
         async with self._c.pipeline(transaction=False) as pipe:
+            pipe.time()
             for k in keys:
-                pipe.hmget(k, *fields)
-            return list(await pipe.execute())
+                pipe.hgetall(k)
+            got = list(await pipe.execute())
+        return got[0], got[1:]
 
     async def ping(self) -> Any:
         return await self._c.ping()
@@ -168,8 +244,34 @@ _ERRORS = (RedisError, RespError, OSError, TimeoutError)
 
 
 def _load(raw: Sequence[Any]) -> WorkerLoad:
+    """A script's reply ``[out, work_us, left_0 .. left_k-1]`` (µs) as a :class:`WorkerLoad`."""
     out, work = raw[0], raw[1]
-    return WorkerLoad(int(out or 0), int(work or 0) / 1000.0)
+    return WorkerLoad(
+        int(out or 0), int(work or 0) / 1000.0, tuple(int(x) / 1000.0 for x in raw[2:])
+    )
+
+
+def _server_us(t: Any) -> int:
+    """``TIME``'s reply (RESP: ``[sec, usec]``; redis-py: ``(sec, usec)``) in µs."""
+    return int(t[0]) * 1_000_000 + int(t[1])
+
+
+def _text(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _snap_load(raw: Any, now_us: int) -> WorkerLoad:
+    """An ``HGETALL`` of a worker hash (RESP: flat list; redis-py: dict) as of ``now_us``."""
+    if isinstance(raw, dict):
+        h = {_text(k): _text(v) for k, v in raw.items()}
+    else:
+        h = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw or ()), 2)}
+    slots = [int(k[1:]) for k in h if k[:1] == "f" and k[1:].isdigit()]
+    free = [0.0] * (max(slots) + 1 if slots else 0)  # a slot never booked is free
+    for i in slots:
+        left = int(float(h[f"f{i}"])) - now_us
+        free[i] = left / 1000.0 if left > 0 else 0.0
+    return WorkerLoad(int(h.get("out", 0)), int(h.get("work_us", 0)) / 1000.0, tuple(free))
 
 
 class RedisStore:
@@ -234,9 +336,10 @@ class RedisStore:
         """A redis-py client on the same server (ops and tests; not the hot path)."""
         return self._client
 
-    def keys(self, worker: str) -> tuple[str, str]:
-        """``(load hash, lease zset)`` keys of ``worker``."""
-        return f"{self._prefix}:w:{{{worker}}}", f"{self._prefix}:l:{{{worker}}}"
+    def keys(self, worker: str) -> tuple[str, str, str]:
+        """``(load hash, lease zset, placement hash)`` keys of ``worker`` (one hash slot)."""
+        tag = f"{{{worker}}}"
+        return f"{self._prefix}:w:{tag}", f"{self._prefix}:l:{tag}", f"{self._prefix}:p:{tag}"
 
     async def start(self) -> None:
         """Probe once so a misconfigured URL is logged early; never raises."""
@@ -283,17 +386,26 @@ class RedisStore:
 
     async def reserve(self, lease: Lease) -> WorkerLoad | None:
         """Atomically add the lease and its work; post-op fleet-wide load, or ``None``."""
-        args = [_member(lease), lease.work_us, self._ttl_ms]
+        args = [
+            _member(lease),
+            lease.work_us,
+            self._ttl_ms,
+            lease.slots,
+            lease.lead_us,
+            lease.token,
+        ]
         raw = await self._run(self._reserve, self.keys(lease.worker), args)
         return None if raw is None else _load(raw)
 
-    async def release(self, lease: Lease) -> WorkerLoad | None:
+    async def release(self, lease: Lease, ended: Ended | None = None) -> WorkerLoad | None:
         """Atomically drop the lease and its work if still held; post-op load, or ``None``.
 
-        On failure the lease is queued and released again before the next snapshot.
+        ``ended`` re-anchors the shared queue (see ``_RELEASE``). On failure the lease is
+        queued and released again (without re-anchoring) before the next snapshot.
         """
-        args = [_member(lease), lease.work_us]
-        raw = await self._run(self._release, self.keys(lease.worker), args, defer=True)
+        raw = await self._run(
+            self._release, self.keys(lease.worker), _release_args(lease, ended), defer=True
+        )
         if raw is None:
             if len(self._pending) >= self._max_pending:
                 self._pending.pop(next(iter(self._pending)))
@@ -310,7 +422,7 @@ class RedisStore:
         while self._pending and self.available:
             token, lease = next(iter(self._pending.items()))
             raw = await self._run(
-                self._release, self.keys(lease.worker), [_member(lease), lease.work_us]
+                self._release, self.keys(lease.worker), _release_args(lease, None)
             )
             if raw is None:
                 return
@@ -325,14 +437,13 @@ class RedisStore:
         self.round_trips += 1
         try:
             async with asyncio.timeout(max(self._timeout, 0.2)):
-                raws = await self._backend.hmget_many(
-                    [self.keys(w)[0] for w in workers], ("out", "work_us")
-                )
+                t, raws = await self._backend.read_many([self.keys(w)[0] for w in workers])
         except _ERRORS as exc:
             self._fail(exc)
             return None
         self._ok()
-        return {w: _load(raw) for w, raw in zip(workers, raws, strict=True)}
+        now_us = _server_us(t)
+        return {w: _snap_load(raw, now_us) for w, raw in zip(workers, raws, strict=True)}
 
     async def expire_leases(self, workers: Sequence[str]) -> int | None:
         """Drop expired leases of every listed worker (one script call per worker)."""
@@ -347,3 +458,13 @@ class RedisStore:
 
 def _member(lease: Lease) -> str:
     return f"{lease.token}:{lease.work_us}"
+
+
+def _release_args(lease: Lease, ended: Ended | None) -> list[Any]:
+    if ended is None or (ended.ago_us is None and not ended.abandoned):
+        mode, ago = 0, 0
+    elif ended.abandoned:
+        mode, ago = 2, 0
+    else:
+        mode, ago = 1, max(0, ended.ago_us or 0)
+    return [_member(lease), lease.work_us, 0, lease.slots, mode, lease.token, ago]

@@ -221,3 +221,96 @@ def simulate_replicas(
         np.asarray(timings, dtype=np.int64),
         wall,
     )
+
+
+SHIPPED = ("demo", "edge-cloud", "bursts-priority", "drift-crash", "fleet-200")
+"""The shipped scenarios of the replicas benchmark (``loadtest/scenarios/<name>.yaml``)."""
+
+
+def _members(which: str, count: int) -> list[Scenario]:
+    if which == "shipped":
+        from pathlib import Path
+
+        from gateway.scenario import load_scenario
+
+        root = Path(__file__).resolve().parent.parent / "scenarios"
+        return [load_scenario(root / f"{n}.yaml") for n in SHIPPED]
+    from loadtest.sim.suite import suite_scenarios
+
+    return [sc for sc, _ in suite_scenarios(which, count)]
+
+
+def bench(
+    which: str, routers: Sequence[int], policy: str = "synergai", count: int = 20
+) -> dict[str, Any]:
+    """Violations per scenario and router count (1 router: the one-router engine)."""
+    from loadtest.sim.runner import run_scenario
+
+    rows: list[dict[str, Any]] = []
+    for sc in _members(which, count):
+        row: dict[str, Any] = {"scenario": sc.name, "routers": {}}
+        for nr in routers:
+            doc = run_scenario(sc, [policy], routers=nr).document["policies"][policy]
+            row["requests"] = doc["requests"]
+            row["routers"][str(nr)] = {
+                "violations": doc["slo_violations"],
+                "shed": doc["shed"],
+                "violation_rate": doc["violation_rate"],
+            }
+        rows.append(row)
+    total = {
+        str(nr): {
+            "violations": sum(r["routers"][str(nr)]["violations"] for r in rows),
+            "shed": sum(r["routers"][str(nr)]["shed"] for r in rows),
+        }
+        for nr in routers
+    }
+    req = sum(r["requests"] for r in rows)
+    for t in total.values():
+        t["violation_rate"] = t["violations"] / req if req else 0.0
+    one = total[str(routers[0])]["violation_rate"]
+    verdict = {k: v["violation_rate"] <= 1.1 * one + 0.003 for k, v in total.items() if k != "1"}
+    return {
+        "set": which,
+        "policy": policy,
+        "requests": req,
+        "scenarios": rows,
+        "total": total,
+        "within_target": verdict,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m loadtest.sim.replicas [--set shipped|random-dev] [--routers 1 2 4 8]``."""
+    import argparse
+    import json
+    import os
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--set", default="shipped", choices=["shipped", "random-dev", "random-test"])
+    ap.add_argument("--routers", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--policy", default="synergai")
+    ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    out = bench(args.set, args.routers, args.policy, args.count)
+    out["load_average"] = os.getloadavg()
+    names = [str(r) for r in args.routers]
+    print(f"{'scenario':18s} {'requests':>9s} " + " ".join(f"{n + ' rt':>16s}" for n in names))
+    for r in [
+        *out["scenarios"],
+        {"scenario": "TOTAL", "requests": out["requests"], "routers": out["total"]},
+    ]:
+        cells = " ".join(
+            f"{r['routers'][n]['violation_rate']:7.2%} ({r['routers'][n]['shed']:5d})"
+            for n in names
+        )
+        print(f"{r['scenario']:18s} {r['requests']:9d} {cells}")
+    print(f"within 1.1x + 0.3 pt of 1 router: {out['within_target']}; load {out['load_average']}")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,10 +63,11 @@ async def test_reconciled_store_blends_every_answer() -> None:
     store = ReconciledStore(inner, rec)
     await store.start()
     lease = Lease("w", "g:1", 5_000)
-    assert await store.reserve(lease) == WorkerLoad(1, 5.0)
+    assert await store.reserve(lease) == WorkerLoad(1, 5.0, (5.0,))
     rec.observe("w", _t(1.0, 3.0, 1.0, 2.0))  # 4 in Triton, 1 leased: 3 external
-    assert await store.snapshot(["w"]) == {"w": WorkerLoad(4, 11.0)}
-    assert await store.release(lease) == WorkerLoad(3, 6.0)
+    # the external work is queued too: the one slot frees 6 ms later
+    assert await store.snapshot(["w"]) == {"w": WorkerLoad(4, 11.0, (11.0,))}
+    assert await store.release(lease) == WorkerLoad(3, 6.0, (11.0,))  # failed: as predicted
     assert await store.expire_leases(["w"]) == 0
     inner.down = True
     assert not store.available
