@@ -131,7 +131,8 @@ def test_slowed_worker_drifts_and_live_profile_learns_it(
         pre = observed_total(c, "toy-b")
 
         stack["fleet"].set_slowdown("b-0", SLOW)
-        took = wait_for(lambda: drift_of(c)["b-0"]["drifting"], 15)
+        # drifting is flagged while the ratio still climbs towards SLOW: wait for both
+        took = wait_for(lambda: (d := drift_of(c)["b-0"])["drifting"] and d["ratio"] > 2.4, 15)
         after = drift_of(c)
         g = gauges(c)
         assert g[("synergai_profile_drift", "b-0")] == 1.0

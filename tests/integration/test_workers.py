@@ -176,9 +176,11 @@ def test_latency_follows_profile_and_batch(fleet: dict[str, WorkerSpec]) -> None
         b2 = statistics.median(_timed(lambda: call("m2", 2)) for _ in range(8))
     finally:
         client.close()
-    assert MS <= b1 < MS + 8
-    assert 2 * MS <= b4 < 2 * MS + 8
-    assert MS * 4 / 3 <= b2 < MS * 4 / 3 + 8  # linear between batch 1 (10) and 4 (20)
+    # lower bounds with 0.5 ms of slack: the model's sleep and the client's clock are
+    # different timers (CI measured 13.328 ms for a 13.333 ms point)
+    assert MS - 0.5 <= b1 < MS + 8
+    assert 2 * MS - 0.5 <= b4 < 2 * MS + 8
+    assert MS * 4 / 3 - 0.5 <= b2 < MS * 4 / 3 + 8  # linear between batch 1 (10) and 4 (20)
 
 
 def test_one_slot_shared_by_all_models(fleet: dict[str, WorkerSpec]) -> None:

@@ -19,10 +19,13 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    (``ec_fallback``): the least ``predicted`` over the fits, or over all candidates if none
    fits.
 3. *no fit* (no ``tail <= slo``): EC is the best effort; a priority-0 request predicted late
-   there even on average (``predicted > slo``) is shed (``shed_slo``), but only on a
-   *calibrated* prediction: the worker's correction for the model was sampled within
-   ``stale_s``. Otherwise it is served (``best_effort``), which samples it: a pessimistic
-   profile can never shed a class forever.
+   there even on average (``predicted > slo``) is shed (``shed_slo``). A shed gives no
+   sample, so a pessimistic profile could shed a class forever: on an *uncalibrated*
+   prediction (the worker's correction for the model has no sample within ``stale_s``) one
+   request is served as a probe (``best_effort``) per worker and model every
+   ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the others are shed. A probe costs no
+   violation a shed would not (a shed counts as one, DESIGN.md §5) and at most
+   ``PROBE_SHARE`` of one instance's time.
 4. *fit*: ``e0`` = the fit of earliest predicted completion.
 5. *protect*: an alternative to ``e0`` must fit with margin (``tail <= (1 - MARGIN) * slo``),
    have spare capacity (its wait is at most one service: :func:`_spare`) and keep every
@@ -41,8 +44,7 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
    classes of *higher priority* than the request's (``>= 1`` request), the request yields
    explicitly: to the earliest harmless candidate when that is still predicted on time on
-   average (``yield``), else a priority-0 request is shed (``shed_yield``, calibrated as in
-   3). Otherwise ``e0`` (``fit_unprotected``).
+   average (``yield``), else a priority-0 request is shed (``shed_yield``, probed as in 3). Otherwise ``e0`` (``fit_unprotected``).
 7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
    correction has had no sample for ``stale_s``, the stalest is taken (``explore``).
 
@@ -66,7 +68,7 @@ from gateway.routing.scorers import predicted_latency
 from gateway.routing.selfcheck import SelfCheck
 from gateway.routing.types import Decision, Request
 
-__all__ = ["EXPLORE", "MARGIN", "RELAX", "SynergAI"]
+__all__ = ["EXPLORE", "MARGIN", "PROBE_MIN_S", "PROBE_SHARE", "RELAX", "SynergAI"]
 
 EXPLORE = 0.02
 """Probability of refreshing a stale correction on a safe alternative."""
@@ -74,10 +76,15 @@ MARGIN = 0.25
 """An alternative to the earliest fit must keep this fraction of the SLO as headroom."""
 RELAX = 0.002
 """Per request of a model, the tight SLO moves this fraction of the way to a looser SLO."""
+PROBE_SHARE = EXPLORE
+"""On an uncalibrated prediction, probes take at most this share of one instance's time."""
+PROBE_MIN_S = 1.0
+"""...and go at most once a second per worker and model."""
 YIELD_HARM = 1.0
 """A request yields only if it would make at least this many higher-priority requests late."""
 
 _NAN = math.nan
+_PROBES_MAX = 65536  # probe clocks kept (worker x model); cleared when full: bounded memory
 _YIELDS = frozenset(("yield", "shed_yield"))
 
 
@@ -101,7 +108,7 @@ class SynergAI:
 
     Args:
         explore: probability of an exploring decision (step 7).
-        stale_s: a correction older than this is stale (explore) or uncalibrated (no shed).
+        stale_s: a correction older than this is stale (explore) or uncalibrated (probe).
         seed: seeds the self-check's twin (its own random stream).
         self_check: run the online self-check (step 2); off only for experiments.
     """
@@ -120,6 +127,7 @@ class SynergAI:
         self.tight: dict[str, float] = {}
         self.priority: dict[str, int] = {}
         self.rates = PoolRates()
+        self._probes: dict[tuple[str, str], float] = {}
         self.check: SelfCheck | None = SelfCheck(seed) if self_check else None
 
     def _learn(self, req: Request) -> None:
@@ -129,9 +137,19 @@ class SynergAI:
         if req.priority > self.priority.get(m, 0):
             self.priority[m] = req.priority
 
-    def _calibrated(self, e: Estimate, model: str, now: float) -> bool:
-        """The worker's correction for ``model`` was sampled within ``stale_s``."""
-        return now - _last_sample(e, model) <= self.stale_s
+    def _may_shed(self, e: Estimate, model: str, now: float) -> bool:
+        """Shed on ``e``'s prediction: calibrated, or not this worker's probe turn (step 3)."""
+        if now - _last_sample(e, model) <= self.stale_s:
+            return True
+        key = (e.state.id, model)
+        last = self._probes.get(key)
+        gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
+        if last is not None and now - last < gap:
+            return True
+        if len(self._probes) >= _PROBES_MAX:
+            self._probes.clear()
+        self._probes[key] = now
+        return last is None  # the first shed starts the clock; a probe goes after a gap
 
     def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
         """EC, safe deviations, explicit yields, best effort or shed; see the module docstring."""
@@ -160,7 +178,7 @@ class SynergAI:
         fits = fits_slo(ests, slo)
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
-            if req.priority == 0 and e.predicted_ms > slo and self._calibrated(e, m, now):
+            if req.priority == 0 and e.predicted_ms > slo and self._may_shed(e, m, now):
                 return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
             return _decide(e, "best_effort"), e, e
         e0 = pick_min(fits, predicted_latency, rng)
@@ -217,7 +235,7 @@ class SynergAI:
                 e = pick_min(other, predicted_latency, rng)
                 if e.predicted_ms <= slo:
                     return _decide(e, "yield"), e, e0
-            if req.priority == 0 and self._calibrated(e0, req.model, now):
+            if req.priority == 0 and self._may_shed(e0, req.model, now):
                 return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
         return _decide(e0, "fit_unprotected"), e0, e0
 

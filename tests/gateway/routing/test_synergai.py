@@ -6,7 +6,7 @@ import pytest
 
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.framework import Estimate
-from gateway.routing.policies.synergai import SynergAI
+from gateway.routing.policies.synergai import PROBE_MIN_S, PROBE_SHARE, SynergAI
 from gateway.routing.registry import make_policy
 from gateway.routing.scorers import (
     efficiency_cost,
@@ -33,9 +33,9 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
         (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
-        # same, priority 0 and hopeless even on average, but the prediction is not
-        # calibrated (no recent sample of c0): served, which samples it
-        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, "c0", "best_effort"),
+        # same, priority 0 and hopeless even on average: shed (an uncalibrated prediction
+        # is probed only once its probe interval has passed: test_uncalibrated_shed_probes)
+        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, None, "shed_slo"),
         # batch 8 only fits the cloud (edge max_batch 4)
         (Request("m", 100.0, batch=8), {}, "c0", "fit"),
     ],
@@ -64,6 +64,25 @@ def test_shed_needs_a_calibrated_prediction(view: FleetView, rng: random.Random)
     _calibrate(view, "c0", "m", 0.0)
     d = SynergAI(explore=0.0).choose(Request("m", 15.0, priority=0), view, 0.0, rng)
     assert (d.worker, d.reason) == (None, "shed_slo")
+
+
+def test_uncalibrated_shed_probes(view: FleetView, rng: random.Random) -> None:
+    """A pessimistic profile cannot shed a class forever: one probe per interval is served."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    gap = max(PROBE_MIN_S, 20.0 / 1000.0 / PROBE_SHARE)  # c0's service: 20 ms
+    got = []
+    for t in (0.0, 0.5 * gap, gap, 1.5 * gap, 2.0 * gap):
+        for w in ("e0", "e1"):  # the edge stays busy: 30 ms of queue from t
+            for _ in range(3):
+                view.start(w, Request("m", 1e6), 10.0, t)
+        d = pol.choose(Request("m", 15.0, priority=0), view, t, rng)
+        got.append((d.worker, d.reason))
+    shed, probe = (None, "shed_slo"), ("c0", "best_effort")
+    assert got == [shed, shed, probe, shed, probe]
+    # once the probe's answer calibrates c0 (still late), every request is shed
+    _calibrate(view, "c0", "m", 2.0 * gap)
+    d = pol.choose(Request("m", 15.0, priority=0), view, 2.0 * gap, rng)
+    assert (d.worker, d.reason) == shed
 
 
 def test_synergai_learns_a_slow_worker(view: FleetView, rng: random.Random) -> None:
@@ -117,9 +136,9 @@ def _calibrate(view: FleetView, worker: str, model: str, t: float) -> None:
     [
         # frequent tight traffic of a higher priority: m's only fit (the edge) would make
         # many tiny requests late, so a priority-0 m yields explicitly: shed, the cloud being
-        # late even on average (on a calibrated prediction only)
+        # late even on average (uncalibrated: the first shed starts the probe clock)
         (600, 1, 0, True, None, "shed_yield"),
-        (600, 1, 0, False, "e", "fit_unprotected"),
+        (600, 1, 0, False, None, "shed_yield"),
         # the same priority (or a lower one) is never made to yield: m stays on its fit
         (600, 0, 0, True, "e", "fit_unprotected"),
         (600, 1, 1, True, "e", "fit_unprotected"),
