@@ -44,7 +44,8 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
    classes of *higher priority* than the request's (``>= 1`` request), the request yields
    explicitly: to the earliest harmless candidate when that is still predicted on time on
-   average (``yield``), else a priority-0 request is shed (``shed_yield``, probed as in 3). Otherwise ``e0`` (``fit_unprotected``).
+   average (``yield``), else a priority-0 request is shed (``shed_yield``, probed as in 3).
+   Otherwise ``e0`` (``fit_unprotected``).
 7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
    correction has had no sample for ``stale_s``, the stalest is taken (``explore``).
 
