@@ -117,7 +117,7 @@ class _Fields(BaseModel):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     epp: EppSettings = Field(default_factory=EppSettings)  # synergai epp (gateway.epp.config)
 
-    upstream: Literal["http1", "aiohttp", "httpx"] = "http1"
+    upstream: Literal["http1", "aiohttp"] = "http1"
     connect_timeout_s: PositiveFloat = 1.0
     request_timeout_s: PositiveFloat = 30.0
     max_connections_per_worker: PositiveInt = 256

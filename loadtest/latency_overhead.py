@@ -2,7 +2,7 @@
 
 What it starts: the overhead rig (:func:`loadtest.overhead_rig.echo_rig`: one real Triton
 server with a ~0 ms emulated model, an embedded Valkey) and one gateway process per REST
-upstream (``SYNERGAI_UPSTREAM``: ``aiohttp``, ``httpx``, ``http1``). What it measures:
+upstream (``SYNERGAI_UPSTREAM``: ``aiohttp``, ``http1``). What it measures:
 closed-loop KServe v2 JSON infer calls (``INPUT0`` FP32 [1, 4]) from ``c`` concurrent clients
 (:func:`loadtest.loops.closed_loop`), first straight to Triton, then through each gateway, in the
 same run; added latency = gateway percentile - direct percentile. The gateway's CPU time per
@@ -113,10 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point")
     ap.add_argument("--concurrency", type=int, action="append", help="repeatable (1, 16)")
-    ap.add_argument("--upstream", action="append", help="aiohttp and/or httpx (default both)")
+    ap.add_argument("--upstream", action="append", help="http1 and/or aiohttp (default both)")
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = ap.parse_args(argv)
-    doc = run(args.seconds, args.concurrency or [1, 16], args.upstream or ["aiohttp", "httpx"])
+    doc = run(args.seconds, args.concurrency or [1, 16], args.upstream or ["http1", "aiohttp"])
     if args.json:
         print(json.dumps(doc, indent=1))
         return 0

@@ -21,8 +21,8 @@ Who calls what (the runner is the gateway or the simulator; policies only read):
   worker for ``eject_s`` seconds (outlier detection); the next success clears the count.
 
 Queries for policies: :meth:`FleetView.eligible` (every worker that can serve a model at a
-batch size) and :meth:`FleetView.pool_candidates` (the best available worker of each pool,
-O(pools) through :class:`gateway.routing.index.PoolIndex`).
+batch size) and :meth:`FleetView.indexes` (per pool, a :class:`gateway.routing.index.PoolIndex`
+whose best worker is O(1): :func:`gateway.routing.predict.pool_estimates`).
 """
 
 from __future__ import annotations
@@ -170,20 +170,6 @@ class FleetView:
             )
             self._eligible[key] = hit
         return hit
-
-    def pool_candidates(
-        self, model: str, batch: int, now: float
-    ) -> list[tuple[PoolIndex, WorkerState]]:
-        """Best available worker per pool for ``model`` (pools refusing ``batch`` skipped)."""
-        if now >= self._next_refresh:
-            self.refresh(now)
-        out: list[tuple[PoolIndex, WorkerState]] = []
-        for idx in self.indexes(model):
-            if batch <= idx.max_batch:
-                s = idx.best()
-                if s is not None:
-                    out.append((idx, s))
-        return out
 
     def indexes(self, model: str) -> tuple[PoolIndex, ...]:
         """The per-pool indexes of ``model`` (empty if no worker serves it)."""

@@ -7,12 +7,10 @@ Each collector is a small class with one ``tick()`` doing one round of work, dri
   worker's fleet-wide load from the :class:`StateStore` into the view (``observed_at`` stamped)
   and sets ``synergai_state_staleness_seconds``; every ``repair_every_s`` it also expires dead
   leases (the lease-repair seam issue 7 extends).
-- :class:`HealthProber`: ``GET /v2/health/ready`` on every worker; a failed or non-200 probe
-  marks it unhealthy, a 200 healthy again (issue 8 adds outlier detection and a panic
-  threshold).
 
 The Triton ``/metrics`` scraper is in :mod:`gateway.state.reconcile`, worker discovery in
-:mod:`gateway.discovery`; :mod:`gateway.state.background` wires them all.
+:mod:`gateway.discovery`, health probes and outlier detection in :mod:`gateway.health`;
+:mod:`gateway.state.background` wires them all.
 """
 
 from __future__ import annotations
@@ -24,13 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from gateway.core.clock import Clock
-from gateway.errors import GatewayError
 from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.types import WorkerInfo
 from gateway.state.store import StateStore, WorkerLoad
-from gateway.upstream.base import Upstream
 
-__all__ = ["HealthProber", "Periodic", "SharedStateRefresher"]
+__all__ = ["Periodic", "SharedStateRefresher"]
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +34,7 @@ log = logging.getLogger(__name__)
 class _ServiceLike(Protocol):
     """What collectors need of :class:`gateway.service.InferenceService`."""
 
-    upstreams: dict[str, Upstream]
-
     def workers(self) -> Sequence[WorkerInfo]: ...
-    def worker(self, worker_id: str) -> WorkerInfo | None: ...
-    def healthy(self, worker_id: str) -> bool: ...
-    def set_healthy(self, worker_id: str, healthy: bool) -> None: ...
     def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None: ...
 
 
@@ -138,29 +129,3 @@ class SharedStateRefresher:
                 self._service.apply_shared(wid, load, now)
         age = 0.0 if self.last_ok is None and not ids else now - (self.last_ok or now)
         self._metrics.staleness.set(age)
-
-
-class HealthProber:
-    """Active readiness probe of every worker (``/v2/health/ready``)."""
-
-    def __init__(self, service: _ServiceLike, timeout_s: float = 1.0) -> None:
-        self._service = service
-        self._timeout = timeout_s
-
-    async def _probe(self, worker_id: str) -> None:
-        info = self._service.worker(worker_id)
-        if info is None:
-            return
-        upstream = self._service.upstreams["http"]
-        try:
-            resp = await upstream.call(info, "/v2/health/ready", None, {}, self._timeout)
-            ok = resp.http_status == 200
-        except GatewayError:
-            ok = False
-        if ok != self._service.healthy(worker_id):
-            log.warning("worker %s is %s", worker_id, "healthy" if ok else "UNHEALTHY")
-        self._service.set_healthy(worker_id, ok)
-
-    async def tick(self) -> None:
-        """Probe every worker concurrently."""
-        await asyncio.gather(*(self._probe(w.id) for w in self._service.workers()))

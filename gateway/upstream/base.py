@@ -6,8 +6,9 @@ the chosen worker over a pooled connection, and the response bytes come back unc
 
 Implementations: ``http1.Http1Upstream`` (the default for REST: a minimal keep-alive
 HTTP/1.1 client; its docstring says why, with the profile), ``aiohttp_upstream.AiohttpUpstream``
-(the previous default) and ``httpx_upstream.HttpxUpstream`` (the first version), kept for
-comparison; the gRPC front door adds a ``grpc.aio`` one with ``target`` the method name.
+(the previous default; ``Http1Upstream`` also hands it the workers whose URL is not plain
+``http://``, e.g. ``https://``); the gRPC front door adds a ``grpc.aio`` one with ``target``
+the method name.
 
 Errors: :class:`~gateway.errors.UpstreamTimeout` when the worker does not answer in time,
 :class:`~gateway.errors.UpstreamError` when the connection fails. A worker's own error answer
@@ -119,7 +120,7 @@ class Upstream(Protocol):
 def make_http_upstream(
     kind: str, *, connect_timeout_s: float, max_connections_per_worker: int
 ) -> Upstream:
-    """The REST upstream named in settings (``http1``, ``aiohttp`` or ``httpx``)."""
+    """The REST upstream named in settings (``http1`` or ``aiohttp``)."""
     if kind == "http1":
         from gateway.upstream.http1 import Http1Upstream
 
@@ -127,12 +128,8 @@ def make_http_upstream(
             connect_timeout_s=connect_timeout_s,
             max_connections_per_worker=max_connections_per_worker,
         )
-    if kind == "httpx":
-        from gateway.upstream.httpx_upstream import HttpxUpstream
-
-        return HttpxUpstream(
-            connect_timeout_s=connect_timeout_s, max_connections=max_connections_per_worker
-        )
+    if kind != "aiohttp":
+        raise ValueError(f"unknown upstream {kind!r}; known: http1, aiohttp")
     from gateway.upstream.aiohttp_upstream import AiohttpUpstream
 
     return AiohttpUpstream(

@@ -50,20 +50,6 @@ RateOf = Callable[[str, str], float]
 """``(pool, model) -> req/s`` into the pool, at the decision's time."""
 
 
-def _others_within(idx: PoolIndex, pos: int, wait_ms: float, rtt_ms: float) -> tuple[int, int]:
-    """``(other available workers of the pool waiting at most wait_ms, available workers)``."""
-    thr = rtt_ms + wait_ms
-    within = avail = 0
-    for b in idx.bases:
-        if b != INF:
-            avail += 1
-            if b <= thr:
-                within += 1
-    if idx.bases[pos] <= thr:
-        within -= 1
-    return within, avail
-
-
 def _covered(
     idx: PoolIndex, pos: int, s: Any, m: str, wait_ms: float, rate: float, now: float
 ) -> bool:

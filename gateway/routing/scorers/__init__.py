@@ -6,9 +6,7 @@ name, compiled code imports the module; :mod:`gateway.native_build` refuses such
 """
 
 from gateway.routing.scorers.depth import queue_depth
-from gateway.routing.scorers.efficiency import efficiency_cost
-from gateway.routing.scorers.headroom import slo_headroom
 from gateway.routing.scorers.latency import predicted_latency
 from gateway.routing.scorers.peak_ewma import peak_ewma_cost
 
-__all__ = ["efficiency_cost", "peak_ewma_cost", "predicted_latency", "queue_depth", "slo_headroom"]
+__all__ = ["peak_ewma_cost", "predicted_latency", "queue_depth"]

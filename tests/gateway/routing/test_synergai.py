@@ -9,11 +9,9 @@ from gateway.routing.framework import Estimate
 from gateway.routing.policies.synergai import PROBE_MIN_S, PROBE_SHARE, SynergAI
 from gateway.routing.registry import make_policy
 from gateway.routing.scorers import (
-    efficiency_cost,
     peak_ewma_cost,
     predicted_latency,
     queue_depth,
-    slo_headroom,
 )
 from gateway.routing.types import Request, WorkerInfo
 from gateway.routing.view import FleetView
@@ -206,8 +204,6 @@ def test_scorers(view: FleetView) -> None:
     s = view.state("e0")
     e = Estimate(s, predicted_ms=12.0, tail_ms=14.0, service_ms=10.0, cost_ms=10.0)
     assert predicted_latency(e) == 12.0
-    assert slo_headroom(e, 20.0) == 6.0
-    assert efficiency_cost(e) == 10.0
     assert queue_depth(s) == 0.0
     _load(view, "e0", 2)
     assert queue_depth(s) == 2.0

@@ -42,11 +42,21 @@ def test_shared_plus_local_delta_then_stale(view: FleetView) -> None:
     assert row["stale"] and row["staleness_s"] == pytest.approx(2.5)
 
 
-def test_pool_candidates_best_per_pool(view: FleetView) -> None:
+def _best_per_pool(view: FleetView, model: str, batch: int, now: float) -> dict[str, str]:
+    """The best available worker of each pool, as the pools' indexes rank them."""
+    view.refresh(now)
+    out = {}
+    for idx in view.indexes(model):
+        s = idx.best() if batch <= idx.max_batch else None
+        if s is not None:
+            out[idx.pool] = s.id
+    return out
+
+
+def test_index_best_per_pool(view: FleetView) -> None:
     view.start("e0", Request("m", 50.0), 10.0, 0.0)
-    cands = {idx.pool: s.id for idx, s in view.pool_candidates("m", 1, 0.0)}
-    assert cands == {"edge": "e1", "cloud": "c0"}
-    assert view.pool_candidates("m", 8, 0.0)[0][1].id == "c0"
+    assert _best_per_pool(view, "m", 1, 0.0) == {"edge": "e1", "cloud": "c0"}
+    assert _best_per_pool(view, "m", 8, 0.0) == {"cloud": "c0"}
 
 
 def test_failure_ejects_then_recovers(view: FleetView) -> None:
@@ -54,16 +64,16 @@ def test_failure_ejects_then_recovers(view: FleetView) -> None:
     view.start("e0", r, 10.0, 0.0)
     view.finish("e0", r, 10.0, None, 0.1)
     assert not view.state("e0").available(0.5)
-    assert {s.id for _, s in view.pool_candidates("m", 1, 0.5)} == {"e1", "c0"}
+    assert set(_best_per_pool(view, "m", 1, 0.5).values()) == {"e1", "c0"}
     view.start("e1", Request("m", 50.0), 10.0, 0.5)  # e1 now worse than e0 once e0 is back
-    assert {s.id for _, s in view.pool_candidates("m", 1, 1.2)} == {"e0", "c0"}
+    assert set(_best_per_pool(view, "m", 1, 1.2).values()) == {"e0", "c0"}
 
 
 def test_unhealthy_gets_nothing(view: FleetView) -> None:
     view.set_healthy("c0", False, 0.0)
-    assert [i.pool for i, _ in view.pool_candidates("m", 1, 0.0)] == ["edge"]
+    assert list(_best_per_pool(view, "m", 1, 0.0)) == ["edge"]
     view.set_healthy("c0", True, 1.0)
-    assert len(view.pool_candidates("m", 1, 1.0)) == 2
+    assert len(_best_per_pool(view, "m", 1, 1.0)) == 2
 
 
 def test_correction_learns_a_slow_worker(view: FleetView) -> None:

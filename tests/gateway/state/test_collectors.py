@@ -4,18 +4,16 @@ import random
 import pytest
 
 from gateway.core.clock import ManualClock
-from gateway.errors import UpstreamError
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.registry import make_policy
 from gateway.routing.types import WorkerInfo
 from gateway.routing.view import FleetView
 from gateway.service import InferenceService, ServiceConfig
-from gateway.state.collectors import HealthProber, Periodic, SharedStateRefresher
+from gateway.state.collectors import Periodic, SharedStateRefresher
 from gateway.state.memory_store import MemoryStore
 from gateway.state.store import Lease
 from gateway.testing import FakeUpstream
-from gateway.upstream.base import UpstreamResponse
 
 
 def _svc(
@@ -50,24 +48,6 @@ async def test_refresher_applies_shared_load_and_staleness(
     await ref.tick()
     assert svc.view.state("s0").out == 0 and not svc.view.stale(clock.now())
     assert (await store.snapshot(["s0"]))["s0"].outstanding == 0  # type: ignore[index]
-
-
-async def test_health_prober_marks_and_restores(infos: list[WorkerInfo], book: ProfileBook) -> None:
-    clock = ManualClock(10.0)
-    up = FakeUpstream(respond=lambda w, t, b: UpstreamResponse.from_http(200, b"", {}))
-    svc = _svc(infos, book, up, clock)
-    prober = HealthProber(svc)
-    up.fail["f0"] = UpstreamError("refused")
-    await prober.tick()
-    assert {s.target for s in up.sent} == {"/v2/health/ready"}
-    assert not svc.healthy("f0") and svc.healthy("s0")
-    assert not svc.view.state("f0").available(clock.now())
-    del up.fail["f0"]
-    await prober.tick()
-    assert svc.healthy("f0") and svc.view.state("f0").available(clock.now())
-    up.respond = lambda w, t, b: UpstreamResponse.from_http(503, b"", {})
-    await prober.tick()
-    assert not svc.ready()
 
 
 async def test_periodic_survives_failing_ticks_and_stops() -> None:

@@ -33,7 +33,13 @@ class _LeastKey:
     name = "least_key"
 
     def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
-        cands = view.pool_candidates(req.model, req.batch, now)
+        if now >= view._next_refresh:  # what the removed FleetView.pool_candidates did
+            view.refresh(now)
+        cands = [
+            (idx, s)
+            for idx in view.indexes(req.model)
+            if req.batch <= idx.max_batch and (s := idx.best()) is not None
+        ]
         if not cands:
             return Decision(None, math.nan, 0.0, "no_worker")
         _, s = min(cands, key=lambda c: _key(c[0], c[1]))
