@@ -548,9 +548,27 @@ class InferenceService:
     # -- metadata and readiness ------------------------------------------------------------------
 
     async def forward_meta(
-        self, model: str, target: str, headers: Mapping[str, str], protocol: str = "http"
+        self,
+        model: str,
+        target: str,
+        headers: Mapping[str, str],
+        protocol: str = "http",
+        body: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[UpstreamResponse, WorkerInfo]:
-        """Forward a metadata / ready call to a healthy worker serving ``model`` (round robin).
+        """Forward a metadata / ready call to a healthy, undrained worker serving ``model``.
+
+        Round robin over them; the one choice for REST and gRPC alike, so both doors honour
+        drain and health the same way.
+
+        Args:
+            model: the model the call names.
+            target: REST path or gRPC method name.
+            headers: headers / metadata to forward.
+            protocol: the upstream to use (``"http"`` or ``"grpc"``).
+            body: request bytes (gRPC: the serialized request; REST: ``None``, a GET).
+            timeout_s: the caller's bound (a client deadline); at most 10 s and the request
+                timeout.
 
         Raises:
             ModelNotFound: no worker serves the model.
@@ -568,4 +586,6 @@ class InferenceService:
         worker = healthy[next(self._meta_rr) % len(healthy)]
         upstream = self.upstreams[protocol]
         timeout = min(self.config.request_timeout_s, 10.0)
-        return await upstream.call(worker, target, None, headers, timeout), worker
+        if timeout_s is not None:
+            timeout = min(timeout, timeout_s)
+        return await upstream.call(worker, target, body, headers, timeout), worker

@@ -17,7 +17,8 @@ path as REST (:meth:`gateway.service.InferenceService.infer`); only the decoding
   a ``ModelStreamInferResponse.error_message`` carrying the request's ``id``, as Triton does.
 * ``ServerLive`` / ``ServerReady`` / ``ServerMetadata`` answer from the gateway (same name,
   version and extensions as ``GET /v2``); ``ModelReady``, ``ModelMetadata`` and ``ModelConfig``
-  are forwarded to a healthy worker serving the model (round robin), bytes in and out.
+  are forwarded to a healthy, undrained worker serving the model (round robin, chosen as for
+  REST by :meth:`~gateway.service.InferenceService.forward_meta`), bytes in and out.
 
 Hints ``x-slo-ms``, ``x-priority``, ``x-category`` come from invocation metadata or from the
 request's ``parameters`` (metadata wins), validated by :mod:`gateway.core.hints`.
@@ -36,7 +37,6 @@ remaining deadline, so Triton stops waiting when the client does.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -151,7 +151,6 @@ class GrpcFrontDoor:
         service.upstreams.setdefault("grpc", upstream)
         self.stream_window = stream_window
         self.meta_timeout_s = meta_timeout_s
-        self._rr = itertools.count()
         self._server_metadata: bytes = service_pb2.ServerMetadataResponse(
             name="synergai-gateway", version=_version(), extensions=list(GRPC_EXTENSIONS)
         ).SerializeToString()
@@ -188,15 +187,6 @@ class GrpcFrontDoor:
 
     # -- model-level metadata, forwarded -------------------------------------------------------
 
-    def _pick_meta_worker(self, model: str) -> WorkerInfo:
-        serving = [w for w in self.service.workers() if model in w.models]
-        if not serving:
-            raise ModelNotFound(f"unknown model '{model}'")
-        healthy = [w for w in serving if self.service.healthy(w.id)]
-        if not healthy:
-            raise NoHealthyWorker(f"no healthy worker serves model '{model}'")
-        return healthy[next(self._rr) % len(healthy)]
-
     async def _meta(
         self,
         method: str,
@@ -205,6 +195,9 @@ class GrpcFrontDoor:
         context: aio.ServicerContext[Any, Any],
     ) -> tuple[UpstreamResponse, WorkerInfo]:
         """Forward a metadata call to a healthy worker serving the model it names.
+
+        The worker is chosen as for REST (:meth:`InferenceService.forward_meta`): healthy and
+        not drained.
 
         Raises:
             BadRequest: the request does not parse.
@@ -215,12 +208,13 @@ class GrpcFrontDoor:
             name = parse(body).name
         except Exception:  # DecodeError: not worth an import
             raise BadRequest(f"malformed {method}Request") from None
-        worker = self._pick_meta_worker(name)
         timeout = self.meta_timeout_s
         left = context.time_remaining()
         if left is not None:
             timeout = min(timeout, left)
-        return await self.upstream.call(worker, method, body, {}, timeout), worker
+        return await self.service.forward_meta(
+            name, method, {}, protocol="grpc", body=body, timeout_s=timeout
+        )
 
     async def _answer_meta(
         self,

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -30,6 +31,7 @@ from workers.testing import FleetFactory, write_scenario
 pytestmark = pytest.mark.integration
 
 SLOW_MS = 300.0
+ADMIN_TOKEN = "grpc-test-token"
 
 
 @dataclass
@@ -65,6 +67,7 @@ def gateway(
         models={"m": ModelDefaults(slo_ms=1000), "slow": ModelDefaults(slo_ms=5000)},
         redis_url=None,
         max_body_bytes=32 * 1024 * 1024,
+        admin_token=ADMIN_TOKEN,
     )
     app = create_app(settings)
     with ServerThread(app, host="127.0.0.1", port=settings.port):
@@ -167,6 +170,41 @@ def test_shed_is_resource_exhausted_with_retry_after(stub: Any, gateway: Gateway
     assert "SLO 10 ms cannot be met" in info.value.details()
     assert dict(info.value.trailing_metadata())["retry-after"] == "1"
     assert _worker_count(gateway, "slow") == before  # never sent
+
+
+def _drain(gateway: Gateway, worker: str, drained: bool) -> None:
+    verb = "drain" if drained else "undrain"
+    r = requests.post(
+        f"http://{gateway.http}/synergai/v1/workers/{worker}/{verb}",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_drained_worker_gets_nothing_over_grpc_or_rest(stub: Any, gateway: Gateway) -> None:
+    """Drain is honoured by every path that picks a worker, metadata included, on both doors."""
+    meta = service_pb2.ModelMetadataRequest(name="m")
+    _, call = stub.ModelMetadata.with_call(meta)
+    assert dict(call.trailing_metadata())["x-synergai-worker"] == "p-0"
+    _drain(gateway, "p-0", True)  # the only worker
+    try:
+        for rpc, msg in (
+            (stub.ModelMetadata, meta),
+            (stub.ModelConfig, service_pb2.ModelConfigRequest(name="m")),
+            (stub.ModelInfer, service_pb2.ModelInferRequest.FromString(_request())),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                rpc(msg)
+            assert info.value.code() is grpc.StatusCode.UNAVAILABLE, rpc
+        assert not stub.ModelReady(service_pb2.ModelReadyRequest(name="m")).ready
+        assert not stub.ServerReady(service_pb2.ServerReadyRequest()).ready
+        for path in ("/v2/models/m", "/v2/models/m/config", "/v2/health/ready"):
+            assert requests.get(f"http://{gateway.http}{path}", timeout=5).status_code == 503
+    finally:
+        _drain(gateway, "p-0", False)
+    assert stub.ModelReady(service_pb2.ModelReadyRequest(name="m")).ready
+    assert stub.ModelMetadata(meta).name == "m"
 
 
 def test_unknown_model_and_malformed_request(gateway: Gateway) -> None:
