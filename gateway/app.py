@@ -26,6 +26,7 @@ from gateway.core.clock import Clock, MonotonicClock
 from gateway.errors import BadRequest, GatewayError
 from gateway.health import HealthMonitor, health_config
 from gateway.observability.metrics import GatewayMetrics
+from gateway.prediction.model import PredictorConfig
 from gateway.prediction.profiles import ProfileBook, load_profiles
 from gateway.routing.registry import make_policy
 from gateway.routing.types import Policy
@@ -145,7 +146,11 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
     profiles = deps.profiles or load_profiles(settings.profiles_dir())
     # eject_s=0: ejection belongs to the health monitor (outlier detection, panic threshold)
     view = FleetView(
-        settings.worker_infos(), profiles, stale_after_s=settings.stale_after_s, eject_s=0.0
+        settings.worker_infos(),
+        profiles,
+        stale_after_s=settings.stale_after_s,
+        eject_s=0.0,
+        predictor=PredictorConfig(overhead_ms=settings.overhead_ms),
     )
     policy = deps.policy or make_policy(settings.policy, profiles, seed=settings.seed)
     metrics = GatewayMetrics()

@@ -126,7 +126,12 @@ async def _load(
         await _settle(service, fleet, name, stop)
         if stop.is_set():
             break
-        service.view = FleetView(service.workers(), book, stale_after_s=service.view.stale_after_s)
+        service.view = FleetView(
+            service.workers(),
+            book,
+            stale_after_s=service.view.stale_after_s,
+            predictor=service.view.cfg,
+        )
         service.set_policy(make_policy(name, book, seed=sc.seed))
         _say(f"load: {name}, {len(trace)} requests over {duration:g} s ...")
         t0 = time.perf_counter()

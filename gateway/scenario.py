@@ -8,10 +8,19 @@ rates or SLOs.
 ``time_scale`` multiplies every duration (profile latencies, ``rtt_ms``, ``slo_ms``,
 ``duration_s``, fault and speed-step times, burst and diurnal periods) and divides every rate,
 so a scenario behaves the same on a slower clock; :meth:`Scenario.scaled` applies it.
+
+``overhead_ms`` (optional, default 0) is the fixed cost of the live path per request that the
+profiles do not contain: the client, the gateway, Triton's HTTP front end, ensemble and
+python-backend IPC (docs/benchmarks.md, Simulator vs live). A number is a constant; ``{p50,
+p99}`` a log-normal like a profile's. It is real time on the machine that serves, so
+``time_scale`` does **not** scale it. The simulator spends half of it before the request takes
+an instance slot and half after it releases it, as it does ``rtt_ms`` (the overhead does not
+occupy the device), and its router predicts with it (``PredictorConfig.overhead_ms``).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,13 +35,14 @@ from pydantic import (
     ValidationError,
 )
 
-from gateway.prediction.profiles import ProfileBook, default_profiles_dir, load_profiles
+from gateway.prediction.profiles import Z99, ProfileBook, default_profiles_dir, load_profiles
 from gateway.yamlio import FormatError, format_validation_error, load_yaml
 
 __all__ = [
     "Burst",
     "Fault",
     "FormatError",
+    "Overhead",
     "Pool",
     "Scenario",
     "SpeedStep",
@@ -114,6 +124,26 @@ class Fault(_Strict):
     for_s: PositiveFloat | None = None
 
 
+class Overhead(_Strict):
+    """A per-request fixed cost (ms) drawn from a log-normal fitted to ``p50`` and ``p99``."""
+
+    p50: NonNegativeFloat
+    p99: NonNegativeFloat | None = None
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean of the fitted log-normal (ms); ``p50`` when there is no spread."""
+        mu, sigma = self.lognormal()
+        return 0.0 if self.p50 <= 0 else math.exp(mu + sigma * sigma / 2.0)
+
+    def lognormal(self) -> tuple[float, float]:
+        """``(mu, sigma)`` of ``ln(ms)`` (``sigma`` 0: constant; ``mu`` -inf for 0 ms)."""
+        if self.p50 <= 0:
+            return -math.inf, 0.0
+        p99 = self.p99 if self.p99 is not None and self.p99 > self.p50 else self.p50
+        return math.log(self.p50), math.log(p99 / self.p50) / Z99
+
+
 class Scenario(_Strict):
     """A whole scenario; ``profile_book`` holds the profiles it runs on."""
 
@@ -126,6 +156,7 @@ class Scenario(_Strict):
     pools: list[Pool] = Field(min_length=1)
     workload: list[Workload] = Field(min_length=1)
     faults: list[Fault] = Field(default_factory=list)
+    overhead_ms: NonNegativeFloat | Overhead = 0.0
     _book: ProfileBook | None = PrivateAttr(default=None)
     _path: Path | None = PrivateAttr(default=None)
 
@@ -148,8 +179,14 @@ class Scenario(_Strict):
                 return p
         raise KeyError(name)
 
+    @property
+    def overhead(self) -> Overhead:
+        """``overhead_ms`` as an :class:`Overhead` (a number is a constant)."""
+        o = self.overhead_ms
+        return o if isinstance(o, Overhead) else Overhead(p50=float(o))
+
     def scaled(self) -> Scenario:
-        """This scenario with ``time_scale`` applied and reset to 1.0."""
+        """This scenario with ``time_scale`` applied and reset to 1.0 (``overhead_ms`` unscaled)."""
         k = self.time_scale
         if k == 1.0:
             return self

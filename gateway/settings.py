@@ -113,6 +113,10 @@ class _Fields(BaseModel):
     lease_ttl_s: PositiveFloat = 60.0
     refresh_interval_s: PositiveFloat = 0.1
     stale_after_s: PositiveFloat = 2.0
+    # fixed cost (ms) per request of the path that neither a profile nor rtt_ms contains
+    # (this gateway, Triton's front end and backend IPC): predictions include it as network
+    # time (gateway.prediction.model.PredictorConfig; docs/benchmarks.md, Simulator vs live)
+    overhead_ms: NonNegativeFloat = 0.0
     scrape_interval_s: PositiveFloat | None = 1.0  # Triton /metrics reconciliation; None: off
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     epp: EppSettings = Field(default_factory=EppSettings)  # synergai epp (gateway.epp.config)

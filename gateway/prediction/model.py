@@ -87,12 +87,20 @@ G_MAX = math.log(8.0)
 
 @dataclass(frozen=True, slots=True)
 class PredictorConfig:
-    """The constants above, overridable for tests and experiments."""
+    """The constants above, overridable for tests and experiments.
+
+    ``overhead_ms``: the fixed cost per request of the path between the client and the device
+    that neither the profile nor ``rtt_p`` contain (gateway, Triton's front end and backend
+    IPC; scenario key and gateway setting ``overhead_ms``). The view treats it as network
+    time: every worker's ``rtt_p`` is read as ``rtt_p + overhead_ms`` (half before the slot,
+    half after), so predictions include it and the correction learns the service alone.
+    """
 
     alpha: float = ALPHA
     clip: float = CLIP
     tau_s: float = TAU_S
     g_max: float = G_MAX
+    overhead_ms: float = 0.0
 
 
 def shadow_wait_ms(free_s: float, now: float, rtt_ms: float) -> float:

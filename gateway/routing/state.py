@@ -42,6 +42,7 @@ class WorkerState:
         probe_healthy: last health-probe verdict.
         ejected_until: no traffic before this time (s) after a failed request.
         fails: consecutive failed requests.
+        rtt_ms: the pool rtt plus the predictor's ``overhead_ms`` (network time to the view).
         ewma_ms: peak-EWMA of observed client latency (ms), for ``peak_ewma``.
         corrections: online correction per model.
         wait: expected wait (ms) for a slot as of the last change (index keys).
@@ -95,7 +96,8 @@ class WorkerState:
         self.info = info
         self.id = info.id
         self.pool = info.pool
-        self.rtt_ms = info.rtt_ms
+        # the live path's fixed cost counts as network time (PredictorConfig.overhead_ms)
+        self.rtt_ms = info.rtt_ms + cfg.overhead_ms
         self.instances = max(1, info.instances)
         self.profiles = profiles
         self.p50_1 = {m: p.p50(1) for m, p in profiles.items()}

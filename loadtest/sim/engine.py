@@ -15,6 +15,11 @@ once to the simulator, but reaches the router only when it happens:
 A request is a violation unless answered successfully within its SLO (late, shed and failed
 all count).
 
+The scenario's ``overhead_ms`` (the live path's fixed cost per request, unscaled) is spent like
+the rtt: half before the request reaches the server's slots, half after it leaves them; the
+router's view is told its mean (``PredictorConfig.overhead_ms``), as a live gateway is by its
+``overhead_ms`` setting. With none (the default) every figure is the same as without it.
+
 Hot path (DESIGN.md §10): the loop calls the very policy object the gateway runs; around it,
 per request, only a few list and attribute reads: one reusable :class:`Request` per workload
 stream, the view's :meth:`~gateway.routing.view.FleetView.start_state` /
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.prediction.model import PredictorConfig
 from gateway.routing.state import WorkerState
 from gateway.routing.types import Policy, Request
 from gateway.routing.view import FleetView
@@ -114,7 +120,12 @@ def simulate(
     """
     cfg = config or SimConfig()
     fleet = build_fleet(scenario)
-    view = FleetView([w.info for w in fleet], scenario.profile_book)
+    overhead = scenario.overhead
+    view = FleetView(
+        [w.info for w in fleet],
+        scenario.profile_book,
+        predictor=PredictorConfig(overhead_ms=overhead.mean_ms),
+    )
     truth = SimTruth(fleet)
     view.truth = truth
     rng = random.Random(seed)
@@ -153,6 +164,13 @@ def simulate(
     ts: list[float] = trace.t.tolist()
     ss: list[int] = trace.stream.tolist()
     zs: list[float] = trace.z.tolist()
+    # the live path's fixed cost (s): a constant, or one per request (None)
+    oc: float = overhead.p50 / 1000.0 if trace.overhead_ms is None else 0.0
+    ohs: list[float] | None = (
+        None if trace.overhead_ms is None else (trace.overhead_ms / 1000.0).tolist()
+    )
+    oh: float = oc
+    truth.oh_s = oc
     seq = 0
     nxt: float = events[0][0] if events else math.inf
     wall0 = clock_ns() if clock_ns is not None else 0
@@ -174,6 +192,9 @@ def simulate(
             req.arrival = t
             z = zs[i]
             truth.z = z
+            if ohs is not None:
+                oh = ohs[i]
+                truth.oh_s = oh
             if every:
                 if countdown == 0:
                     countdown = every
@@ -195,7 +216,7 @@ def simulate(
             model = req.model
             memo = view.start_state(s, model, req.batch, svc, t)
             seq += 1
-            rtt_s = w.rtt_s
+            rtt_s = w.rtt_s + oh
             a = t + rtt_s * 0.5
             if a >= w.next_tr:
                 w.advance(a)
@@ -220,7 +241,7 @@ def simulate(
                     status[i] = FAILED
                     ev_t = tc + rtt_s * 0.5
                 else:
-                    lat = (end - t) * 1000.0 + w.rtt_half_ms
+                    lat = (end - t) * 1000.0 + w.rtt_half_ms + oh * 500.0
                     latency[i] = lat
                     ev = (t + lat / 1000.0, seq, s, model, memo, svc, lat)
                     heappush(events, ev)

@@ -21,7 +21,7 @@ import numpy as np
 from gateway.routing.registry import make_policy, policy_names
 from gateway.scenario import load_scenario
 from loadtest.sim.engine import SimResult, simulate
-from loadtest.sim.trace import Trace, build_trace
+from loadtest.sim.trace import build_trace
 
 __all__ = ["fingerprint", "fingerprints", "main"]
 
@@ -42,8 +42,7 @@ def fingerprints(
     seed = sc.seed if seed is None else seed
     trace = build_trace(sc, seed)
     if until is not None:
-        keep = trace.t < until
-        trace = Trace(trace.t[keep], trace.stream[keep], trace.z[keep], trace.duration_s)
+        trace = trace.keep(trace.t < until)
     return {
         p: fingerprint(simulate(sc, trace, make_policy(p, sc.profile_book, seed), seed))
         for p in policies

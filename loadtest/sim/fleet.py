@@ -129,11 +129,16 @@ def _fill_lognormal(w: SimWorker, book: ProfileBook, sc: Scenario) -> None:
 
 
 class SimTruth:
-    """Ground truth for the oracle: true completion (ms at the client) of the current request."""
+    """Ground truth for the oracle: true completion (ms at the client) of the current request.
+
+    ``z`` and ``oh_s`` (its live-path fixed cost, s, spent like the rtt) are the current
+    request's; the engine sets them before each decision.
+    """
 
     def __init__(self, fleet: list[SimWorker]) -> None:
         self.by_id = {w.info.id: w for w in fleet}
         self.z = 0.0
+        self.oh_s = 0.0
         self._serving: dict[tuple[str, int], list[SimWorker]] = {}
 
     def completion_ms(self, worker: str, req: Request, now: float) -> float:
@@ -141,7 +146,8 @@ class SimTruth:
         w = self.by_id[worker]
         if (req.model, req.batch) not in w.lognormal:
             return math.inf
-        a = now + w.rtt_s / 2.0
+        half = (w.rtt_s + self.oh_s) / 2.0
+        a = now + half
         tc, _ = w.advance(a)
         if tc <= a:
             return math.inf
@@ -149,7 +155,7 @@ class SimTruth:
         end = start + w.service_s(req.model, req.batch, self.z, start)
         if end > tc:
             return math.inf
-        return (end - now) * 1000.0 + w.info.rtt_ms / 2.0
+        return (end - now) * 1000.0 + w.info.rtt_ms / 2.0 + self.oh_s * 500.0
 
     def best(self, req: Request, now: float) -> tuple[str | None, float]:
         """The worker that truly answers ``req`` first, and that latency (ms); (None, inf)."""
@@ -160,8 +166,10 @@ class SimTruth:
         best: str | None = None
         best_end = math.inf
         z = self.z
+        oh = self.oh_s
         for w in ws:
-            a = now + w.rtt_s * 0.5
+            h = (w.rtt_s + oh) * 0.5
+            a = now + h
             tc = w.crashes[w.crash_i][0] if w.crash_i < len(w.crashes) else math.inf
             if tc <= a or (w.crash_i < len(w.crashes) and w.crashes[w.crash_i][1] <= a):
                 tc, _ = w.advance(a)
@@ -169,12 +177,12 @@ class SimTruth:
                     continue
             s0 = w.slots[0]
             start = a if a > s0 else s0
-            if start + w.rtt_s * 0.5 >= best_end:
+            if start + h >= best_end:
                 continue
             end = start + w.service_s(req.model, req.batch, z, start)
             if end > tc:
                 continue
-            end += w.rtt_s * 0.5
+            end += h
             if end < best_end:
                 best, best_end = w.info.id, end
         return best, (best_end - now) * 1000.0 if best is not None else math.inf

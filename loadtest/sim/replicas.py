@@ -21,7 +21,8 @@ Shared state is modelled on ``gateway/state`` and ``gateway/service.py``:
 
 A request is a violation unless answered within its SLO, exactly as in the one-router engine;
 the placement on the server (FIFO slots, speed steps, crash kills and refusals) is the same
-code path as :func:`loadtest.sim.engine.simulate`, only without its fast-path caching.
+code path as :func:`loadtest.sim.engine.simulate`, only without its fast-path caching; so is
+the scenario's ``overhead_ms``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.prediction.model import PredictorConfig
 from gateway.routing.types import Policy, Request
 from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
@@ -89,7 +91,9 @@ def simulate_replicas(
     nr = len(policies)
     fleet = build_fleet(scenario)
     infos = [w.info for w in fleet]
-    views = [FleetView(infos, scenario.profile_book) for _ in range(nr)]
+    overhead = scenario.overhead
+    pcfg = PredictorConfig(overhead_ms=overhead.mean_ms)
+    views = [FleetView(infos, scenario.profile_book, predictor=pcfg) for _ in range(nr)]
     truth = SimTruth(fleet)
     for v in views:
         v.truth = truth
@@ -129,6 +133,11 @@ def simulate_replicas(
     every = cfg.time_every if clock_ns is not None else 0
     countdown = 0
     ts, ss, zs = trace.t.tolist(), trace.stream.tolist(), trace.z.tolist()
+    ohs = (
+        [overhead.p50 / 1000.0] * n
+        if trace.overhead_ms is None
+        else (trace.overhead_ms / 1000.0).tolist()
+    )
     exp, bisect_right = math.exp, bisect.bisect_right
     wall0 = clock_ns() if clock_ns is not None else 0
 
@@ -163,6 +172,7 @@ def simulate_replicas(
         req = reqs[r][si]
         req.arrival = t
         truth.z = zs[i]
+        oh = truth.oh_s = ohs[i]
         if every and countdown == 0:
             t0 = clock_ns()  # type: ignore[misc]
             d = policies[r].choose(req, view, t, rngs[r])
@@ -185,7 +195,7 @@ def simulate_replicas(
         if sh.apply_reserve:
             view.apply_shared(wid, int(fig[0]), fig[1], t)
         seq += 1
-        rtt_s = w.rtt_s
+        rtt_s = w.rtt_s + oh
         a = t + rtt_s * 0.5
         if a >= w.next_tr:
             w.advance(a)
@@ -208,7 +218,7 @@ def simulate_replicas(
                 status[i] = FAILED
                 ev_t = tc + rtt_s * 0.5
             else:
-                lat = (end - t) * 1000.0 + w.rtt_half_ms
+                lat = (end - t) * 1000.0 + w.rtt_half_ms + oh * 500.0
                 latency[i] = lat
                 ev_t = t + lat / 1000.0
         heapq.heappush(events, (ev_t, seq, _FINISH, r, (wid, s, req.model, memo, svc, lat)))

@@ -12,6 +12,10 @@ Time-varying rates are drawn by thinning a Poisson process at the peak rate. Eac
 its own generator seeded by ``(seed, stream index)``, so adding a stream does not change the
 others. Every request also carries ``z ~ N(0, 1)``: its true service time on any worker is
 ``exp(mu + sigma z) x speed`` (the profile's log-normal), which is what the oracle knows.
+
+A scenario whose ``overhead_ms`` has a spread (``{p50, p99}``) also gives each request its own
+fixed cost, drawn by a generator of its own (``(seed, 0, 1)``), so the arrivals and ``z`` are
+those of the same scenario without it; a constant overhead needs no array.
 """
 
 from __future__ import annotations
@@ -38,12 +42,20 @@ class Trace:
         stream: index of each request's workload stream.
         z: standard normal quantile of each request's true service time.
         duration_s: the scenario's duration (s).
+        overhead_ms: each request's live-path fixed cost (ms) when the scenario's
+            ``overhead_ms`` has a spread; None: the scenario's constant.
     """
 
     t: FloatArray
     stream: npt.NDArray[np.int32]
     z: FloatArray
     duration_s: float
+    overhead_ms: FloatArray | None = None
+
+    def keep(self, mask: npt.NDArray[np.bool_]) -> Trace:
+        """The requests where ``mask`` is true."""
+        oh = None if self.overhead_ms is None else self.overhead_ms[mask]
+        return Trace(self.t[mask], self.stream[mask], self.z[mask], self.duration_s, oh)
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -97,6 +109,15 @@ def build_trace(scenario: Scenario, seed: int) -> Trace:
         zs.append(rng.standard_normal(t.shape[0]))
     t_all = np.concatenate(ts)
     order = np.argsort(t_all, kind="stable")
+    oh: FloatArray | None = None
+    mu, sigma = scenario.overhead.lognormal()
+    if sigma > 0:
+        rng = np.random.default_rng([seed, 0, 1])
+        oh = np.exp(mu + sigma * rng.standard_normal(t_all.shape[0]))
     return Trace(
-        t_all[order], np.concatenate(ss)[order], np.concatenate(zs)[order], scenario.duration_s
+        t_all[order],
+        np.concatenate(ss)[order],
+        np.concatenate(zs)[order],
+        scenario.duration_s,
+        oh,
     )
