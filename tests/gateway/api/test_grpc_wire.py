@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -61,15 +63,31 @@ def test_interleaved_raw_contents_are_all_skipped() -> None:
     assert list(head.raw_input_contents) == []
 
 
+def _best_of(n: int, fn: Callable[[], object]) -> float:
+    """The fastest of ``n`` calls (s): the one a busy machine did not interrupt."""
+    best = float("inf")
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def test_head_parse_skips_tensor_bytes() -> None:
     big = _request(1 << 20, 1).SerializeToString()  # 16 MiB of tensor
-    parse_infer_head(big)
-    t0 = time.perf_counter()
-    for _ in range(20):
+    tracemalloc.start()
+    try:
         parse_infer_head(big)
-    per_call = (time.perf_counter() - t0) / 20
-    # A full parse copies 16 MiB (~3 ms here); the head walk touches a few hundred bytes.
-    assert per_call < 0.0015, per_call
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak  # the tensor bytes are never copied
+    # and the walk does not scale with them: against a full parse of the same body, timed in
+    # the same run (a full parse copies 16 MiB, ~3 ms here; the head walk a few microseconds;
+    # the best of 20 each, so a loaded machine does not decide)
+    head = _best_of(20, lambda: parse_infer_head(big))
+    full = _best_of(20, lambda: pb.ModelInferRequest.FromString(big))
+    assert head < full / 10, (head, full)
 
 
 @pytest.mark.parametrize(
