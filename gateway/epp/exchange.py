@@ -50,6 +50,8 @@ from gateway.epp.protocol import (
 )
 from gateway.errors import BadRequest, GatewayError, ModelNotFound, NoHealthyWorker, StatusCode
 from gateway.health.outcome import Outcome
+from gateway.routing.framework import Estimate
+from gateway.routing.predict import pool_estimates
 from gateway.routing.types import WorkerInfo
 from gateway.service import InferenceService
 from gateway.upstream.base import UpstreamResponse
@@ -246,19 +248,32 @@ class Exchange:
             yield
 
     def _fallbacks(self, ticket: Ticket, grpc_call: bool) -> list[str]:
-        """Up to ``cfg.fallbacks`` more workers, each the policy's choice without the others."""
+        """Up to ``cfg.fallbacks`` more workers, by predicted completion (earliest first).
+
+        Envoy retries down the list only when the pick cannot be reached (connect failure,
+        reset), so the next worker is the one predicted to answer first among the others:
+        earliest completion on the same view, read with :func:`pool_estimates`. The policy's
+        own ``choose`` is not asked: it learns from every decision it makes (arrival rates per
+        pool, the self-check's twins, probe turns), and a hypothetical second choice per
+        request would count every request twice.
+        """
+        if self.cfg.fallbacks <= 0:
+            return []
         svc = self.service
+        req = ticket.req
         out: list[str] = []
         taken = [ticket.worker.id]
         now = svc.clock.now()
         for _ in range(self.cfg.fallbacks):
             with _hide(svc, taken, now):
-                decision = svc.policy.choose(ticket.req, svc.view, now, svc.rng)
-            wid = decision.worker
-            worker = svc.worker(wid) if wid is not None else None
+                ests = pool_estimates(svc.view, req.model, req.batch, now)
+            if not ests:
+                break
+            wid = min(ests, key=_predicted).state.id
+            worker = svc.worker(wid)
             if worker is None or wid in taken:
                 break
-            taken.append(worker.id)
+            taken.append(wid)
             out.append(endpoint_of(worker, grpc_call))
         return out
 
@@ -394,6 +409,10 @@ def _routing_headers(ticket: Ticket) -> dict[str, str]:
         "x-synergai-predicted-ms": "nan" if pred != pred else f"{pred:.3f}",
         "x-synergai-policy": ticket.policy,
     }
+
+
+def _predicted(e: Estimate) -> float:
+    return e.predicted_ms
 
 
 def _param(value: Any) -> Any:

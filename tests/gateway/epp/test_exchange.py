@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -121,6 +122,46 @@ async def test_pick_books_and_the_answer_ends(svc: InferenceService) -> None:
                    {"model": "m1", "pool": ex.ticket.worker.pool}) == 1  # fmt: skip
     ex.close()  # already ended: nothing more
     assert _sample(svc, "synergai_requests_total", {**labels, "code": "499"}) == 0
+
+
+async def test_fallbacks_by_predicted_completion_without_asking_the_policy(
+    svc: InferenceService,
+) -> None:
+    """The policy decides once per request: a second, hypothetical choose per request would
+    count every arrival twice in its pool rates and self-check."""
+    calls = []
+    choose = svc.policy.choose
+
+    def counted(*args: Any) -> Decision:
+        calls.append(args)
+        return choose(*args)
+
+    svc.policy.choose = counted  # type: ignore[method-assign,assignment]
+    resp = Exchange(svc, PickerConfig(fallbacks=2)).handle(_infer())
+    assert resp is not None
+    picked = _picked(resp)
+    assert len(calls) == 1
+    assert len(picked) == 3 and len(set(picked)) == 3
+    assert picked[2] == "10.0.0.3:8000"  # the slow pool's worker is predicted to finish last
+    assert all(svc.view.state(w).available(svc.clock.now()) for w in ("f0", "f1", "s0"))
+
+
+async def test_empty_subset_is_503_in_kserve_form_and_unavailable_for_grpc(
+    svc: InferenceService,
+) -> None:
+    msg = _infer()
+    msg.metadata_context.filter_metadata[SUBSET_NAMESPACE].update({SUBSET_KEY: ["10.9.9.9:1"]})
+    imm = Exchange(svc, PickerConfig()).handle(msg).immediate_response  # type: ignore[union-attr]
+    assert imm.status.code == 503 and "error" in json.loads(imm.body)
+    headers = {h.header.key: h.header.raw_value for h in imm.headers.set_headers}
+    assert headers["content-type"] == b"application/json"
+    grpc = {":path": "/inference.GRPCInferenceService/ModelInfer",
+            "content-type": "application/grpc", "x-synergai-model": "m1"}  # fmt: skip
+    grpc_msg = _headers(**grpc)
+    grpc_msg.metadata_context.filter_metadata[SUBSET_NAMESPACE].update({SUBSET_KEY: []})
+    g = Exchange(svc, PickerConfig()).handle(grpc_msg).immediate_response  # type: ignore[union-attr]
+    assert g.grpc_status.status == 14  # UNAVAILABLE, as the gateway's gRPC door answers
+    assert svc.inflight == 0
 
 
 async def test_subset_hint_restricts_the_choice(svc: InferenceService) -> None:
