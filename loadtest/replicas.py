@@ -66,6 +66,33 @@ class RedisSampler:
             n += int(await self._client.zcard(f"{self._prefix}:l:{{{w}}}"))
         return n
 
+    async def placements(self) -> int:
+        """Placements (the shared queue's per-request entries) over every worker."""
+        n = 0
+        for w in self._workers:
+            n += int(await self._client.hlen(f"{self._prefix}:p:{{{w}}}"))
+        return n
+
+    async def queue_ms(self) -> float:
+        """The longest time (ms) any slot of the shared shadow queue is still booked for, now.
+
+        Read with the server's ``TIME`` in the same pipeline (the queue holds server-clock µs).
+        """
+        async with self._client.pipeline(transaction=False) as p:
+            p.time()
+            for w in self._workers:
+                p.hgetall(f"{self._prefix}:w:{{{w}}}")
+            got = await p.execute()
+        sec, usec = got[0]
+        now = int(sec) * 1_000_000 + int(usec)
+        left = 0
+        for h in got[1:]:
+            for k, v in h.items():
+                k = k.decode() if isinstance(k, bytes) else str(k)
+                if k[:1] == "f" and k[1:].isdigit():
+                    left = max(left, int(float(v)) - now)
+        return left / 1000.0
+
     async def _run(self) -> None:
         while True:
             t0 = time.monotonic()

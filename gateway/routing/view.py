@@ -51,6 +51,9 @@ _NEG_INF: Final = -math.inf
 REFRESH_S: Final = 0.25
 """How often (router seconds) time-driven changes are re-checked: ejections ending, shared
 figures going stale."""
+_EPS_MS: Final = 0.005
+"""A shared wait beyond the local one by less than this (ms) is the store's rounding (integer µs
+on both ends of a slot), not other routers' work."""
 _MISATTRIBUTED: Final = 0.25
 """A chain estimate of the service below this fraction of the reference (what the clip would
 read as "4x faster") is taken as a slot misattribution, not as speed: on a multi-instance
@@ -423,7 +426,7 @@ class FleetView:
         sf = s.sfree
         shared = ((sf[0] if len(sf) == 1 else min(sf)) - now) * 1000.0 - half
         extra = shared - wait
-        return extra if extra > 0.0 else 0.0
+        return extra if extra > _EPS_MS else 0.0
 
     # introspection ---------------------------------------------------------------------
     def rows(self, now: float) -> list[dict[str, Any]]:

@@ -74,13 +74,17 @@ class MemoryStore:
         if self.down:
             return None
         self.calls += 1
+        return self.reserve_now(lease)
+
+    def reserve_now(self, lease: Lease) -> WorkerLoad:
+        """:meth:`reserve` without the availability check (the simulator's store)."""
         held = self._leases.setdefault(lease.worker, {})
         if lease.token not in held:
             held[lease.token] = (self._clock.now() + self._ttl, lease.work_us)
             self._out[lease.worker] = self._out.get(lease.worker, 0) + 1
             self._work_us[lease.worker] = self._work_us.get(lease.worker, 0) + lease.work_us
             free, shift = self._queue(lease.worker, lease.slots)
-            i = min(range(lease.slots), key=free.__getitem__)
+            i = 0 if lease.slots == 1 else min(range(lease.slots), key=free.__getitem__)
             arrive = self._now_us() + lease.lead_us
             free[i] = max(arrive, free[i]) + lease.work_us
             self._placed.setdefault(lease.worker, {})[lease.token] = (i, free[i] - shift[i])
@@ -91,6 +95,10 @@ class MemoryStore:
         if self.down:
             return None
         self.calls += 1
+        return self.release_now(lease, ended)
+
+    def release_now(self, lease: Lease, ended: Ended | None = None) -> WorkerLoad:
+        """:meth:`release` without the availability check (the simulator's store)."""
         held = self._leases.get(lease.worker, {})
         if held.pop(lease.token, None) is not None:
             self._drop(lease.worker, lease.work_us)
@@ -120,6 +128,10 @@ class MemoryStore:
         if self.down:
             return None
         self.calls += 1
+        return self.snapshot_now(workers)
+
+    def snapshot_now(self, workers: Sequence[str]) -> dict[str, WorkerLoad]:
+        """:meth:`snapshot` without the availability check (the simulator's store)."""
         return {w: self._load(w) for w in workers}
 
     async def expire_leases(self, workers: Sequence[str]) -> int | None:

@@ -5,19 +5,28 @@ own :class:`~gateway.routing.view.FleetView` and its own policy object; arrival 
 router ``i % N`` (round-robin, as a load balancer in front of the replicas would). The fleet
 (true FIFO slots, speeds, crashes) is one, so the replicas' requests queue together.
 
-Shared state is modelled on ``gateway/state`` and ``gateway/service.py``:
+Shared state is modelled on ``gateway/state`` and ``gateway/service.py``, with the store's
+own rules (:class:`gateway.state.memory_store.MemoryStore`, which mirrors the Lua scripts):
+per worker the fleet-wide ``(out, work_ms)`` and the shared shadow queue (each slot's predicted
+free time, re-anchored on true ends).
 
-* **reserve** when a router sends a request: the worker's fleet-wide ``(out, work_ms)`` grows
-  by ``(1, predicted service ms)`` at once (the Redis script is atomic; its round trip is off
-  the request path). Its post-op figures reach the sender's view only with
-  ``SharedConfig.apply_reserve`` (the gateway ignores them today).
+* **reserve** when a router sends a request: the store books it at once (the Redis script is
+  atomic; its round trip is off the request path) on the slot that frees first from its
+  arrival. Its post-op figures reach the sender's view ``redis_rtt_s`` later with
+  ``SharedConfig.apply_reserve`` (the gateway's ``Service._reserved``).
 * **release** ``release_lag_s`` after the router saw the answer (the gateway releases in the
-  background, deferred up to 2 ms to share a socket write): the figures shrink, and the
-  post-op figures are applied to the releasing router's view (``apply_shared``), as
-  ``Service._release`` does.
+  background, deferred up to 2 ms to share a socket write): the figures shrink, the request's
+  slot is re-anchored on its true end, and the post-op figures are applied to the releasing
+  router's view (``apply_shared``), as ``Service._release`` does.
 * **refresh**: every ``refresh_s`` each router reads every worker's figures
   (``SharedStateRefresher``, 100 ms by default), router ``r`` at phase ``r / N`` of the
   period, and applies them with ``observed_at`` = the read time.
+* **re-decide** (``SharedConfig.redecide_ms``, issue 16.2, measured and *not* shipped: see
+  docs/architecture.md): the router awaits the reserve's reply before sending (every request
+  pays ``redis_rtt_s``); when the shared queue shows the chosen worker's predicted latency
+  beyond the SLO and more than ``redecide_ms`` above what the router predicted, the router
+  applies the fresh figures and chooses once more (a conditional reserve: the stale one books
+  nothing, the second books on the new choice; a third round trip for those requests).
 
 A request is a violation unless answered within its SLO, exactly as in the one-router engine;
 the placement on the server (FIFO slots, speed steps, crash kills and refusals) is the same
@@ -32,22 +41,25 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from gateway.core.clock import ManualClock
 from gateway.prediction.model import PredictorConfig
 from gateway.routing.types import Policy, Request
 from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
+from gateway.state.memory_store import MemoryStore
+from gateway.state.store import Ended, Lease
 from loadtest.sim.engine import FAILED, OK, SHED, SimConfig, SimResult, _health_events
 from loadtest.sim.fleet import SimTruth, build_fleet
 from loadtest.sim.trace import Trace
 
 __all__ = ["SharedConfig", "simulate_replicas"]
 
-_FINISH, _RELEASE, _REFRESH, _HEALTH = 0, 1, 2, 3
+_FINISH, _RELEASE, _REFRESH, _HEALTH, _RESERVED = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +69,18 @@ class SharedConfig:
     Attributes:
         refresh_s: period (s) of each router's read of every worker's figures (0: never).
         release_lag_s: delay (s) between a router seeing an answer and its release landing.
-        apply_reserve: also feed a reserve's post-op figures to the sender's view.
+        apply_reserve: also feed a reserve's post-op figures to the sender's view (as the
+            gateway does), ``redis_rtt_s`` after the send.
+        redis_rtt_s: a Redis round trip (s).
+        redecide_ms: re-decide on the reserve's figures when they show the decision stale by
+            more than this (ms) and late for the SLO; ``None``: off (the gateway's behaviour).
     """
 
     refresh_s: float = 0.1
     release_lag_s: float = 0.002
-    apply_reserve: bool = False
+    apply_reserve: bool = True
+    redis_rtt_s: float = 0.0003
+    redecide_ms: float | None = None
 
 
 def simulate_replicas(
@@ -108,8 +126,12 @@ def simulate_replicas(
         w.info.id: (k, w, [w.lognormal.get((x.model, x.batch)) for x in streams])
         for k, w in enumerate(fleet)
     }
-    # the store: per worker id, [outstanding, work_ms] fleet-wide
-    store: dict[str, list[float]] = {w.info.id: [0, 0.0] for w in fleet}
+    # the store: fleet-wide counts and the shared shadow queue, on the simulated clock
+    sclock = ManualClock(0.0)
+    store = MemoryStore(sclock, lease_ttl_s=math.inf)
+    wids = [w.info.id for w in fleet]
+    leases: list[Lease | None] = [None] * n
+    redecided = 0
     reqs = [
         [Request(x.model, x.slo_ms, x.batch, x.priority, x.category) for x in streams]
         for _ in range(nr)
@@ -146,19 +168,28 @@ def simulate_replicas(
         t, _, kind, r, p = ev
         view = views[r]
         if kind == _FINISH:
-            wid, s, model, memo, svc, lat = p
+            wid, s, model, memo, svc, lat, i, end = p
             view.finish_state(s, model, memo, svc, lat, t)
             seq += 1
-            heapq.heappush(events, (t + sh.release_lag_s, seq, _RELEASE, r, (wid, svc)))
+            heapq.heappush(events, (t + sh.release_lag_s, seq, _RELEASE, r, (i, end)))
         elif kind == _RELEASE:
-            wid, svc = p
-            fig = store[wid]
-            fig[0] = max(0, fig[0] - 1)
-            fig[1] = max(0.0, fig[1] - svc) if fig[0] else 0.0
-            view.apply_shared(wid, int(fig[0]), fig[1], t)
+            i, end = p
+            lease = leases[i]
+            leases[i] = None
+            if lease is None:
+                return
+            sclock.t = t
+            ended = Ended() if end is None else Ended(ago_us=round((t - end) * 1e6))
+            load = store.release_now(lease, ended)
+            view.apply_shared(lease.worker, load.outstanding, load.work_ms, t, load.free_ms)
+        elif kind == _RESERVED:
+            i, load = p
+            if leases[i] is not None:  # skipped once the request ended (Service._reserved)
+                view.apply_shared(leases[i].worker, load.outstanding, load.work_ms, t, load.free_ms)
         elif kind == _REFRESH:
-            for wid, fig in store.items():
-                view.apply_shared(wid, int(fig[0]), fig[1], t)
+            sclock.t = t
+            for wid, load in store.snapshot_now(wids).items():
+                view.apply_shared(wid, load.outstanding, load.work_ms, t, load.free_ms)
         else:
             view.set_healthy(p[0], p[1], t)
 
@@ -181,6 +212,22 @@ def simulate_replicas(
             d = policies[r].choose(req, view, t, rngs[r])
         countdown = (countdown - 1) % every if every else 0
         wid = d.worker
+        t_send = t
+        if wid is not None and sh.redecide_ms is not None:
+            # the reply of a reserve on the chosen worker, awaited before the send
+            t_send = t + sh.redis_rtt_s
+            rh = view.state(wid).rtt_ms / 2000.0
+            sclock.t = t
+            load = store.snapshot_now([wid])[wid]
+            nslots = max(1, by_id[wid][1].info.instances)
+            lead_ms = (t_send - t + rh) * 1000.0
+            left = min(load.free_ms[:nslots]) if len(load.free_ms) >= nslots else 0.0
+            pred = rh * 2000.0 + max(0.0, left - lead_ms) + d.service_ms
+            if pred > req.slo_ms and pred - d.predicted_ms > sh.redecide_ms:
+                redecided += 1
+                view.apply_shared(wid, load.outstanding, load.work_ms, t, load.free_ms)
+                d = policies[r].choose(req, view, t_send, rngs[r])
+                wid = d.worker
         if wid is None:
             status[i] = SHED
             continue
@@ -188,22 +235,30 @@ def simulate_replicas(
         chosen[i] = k
         svc = d.service_ms if math.isfinite(d.service_ms) else 0.0
         s = view.state(wid)
-        memo = view.start_state(s, req.model, req.batch, d.service_ms, t)
-        fig = store[wid]
-        fig[0] += 1
-        fig[1] += svc
+        memo = view.start_state(s, req.model, req.batch, d.service_ms, t_send)
+        sclock.t = t_send
+        lease = Lease(
+            wid, str(i), round(svc * 1000.0), max(1, w.info.instances), round(s.rtt_ms * 500.0)
+        )
+        leases[i] = lease
+        load = store.reserve_now(lease)
         if sh.apply_reserve:
-            view.apply_shared(wid, int(fig[0]), fig[1], t)
+            if sh.redis_rtt_s > 0.0:
+                seq += 1
+                heapq.heappush(events, (t_send + sh.redis_rtt_s, seq, _RESERVED, r, (i, load)))
+            else:
+                view.apply_shared(wid, load.outstanding, load.work_ms, t_send, load.free_ms)
         seq += 1
         rtt_s = w.rtt_s + oh
-        a = t + rtt_s * 0.5
+        a = t_send + rtt_s * 0.5
         if a >= w.next_tr:
             w.advance(a)
         tc = w.next_tc
         lat: float | None = None
+        end_at: float | None = None
         if tc <= a:  # down: refused
             status[i] = FAILED
-            ev_t = t + rtt_s
+            ev_t = t_send + rtt_s
         else:
             slots = w.slots
             s0 = slots[0]
@@ -221,7 +276,11 @@ def simulate_replicas(
                 lat = (end - t) * 1000.0 + w.rtt_half_ms + oh * 500.0
                 latency[i] = lat
                 ev_t = t + lat / 1000.0
-        heapq.heappush(events, (ev_t, seq, _FINISH, r, (wid, s, req.model, memo, svc, lat)))
+                end_at = end
+        seen = lat if lat is None or t_send == t else lat - (t_send - t) * 1000.0  # from the send
+        heapq.heappush(
+            events, (ev_t, seq, _FINISH, r, (wid, s, req.model, memo, svc, seen, i, end_at))
+        )
     wall = ((clock_ns() - wall0) / 1e9) if clock_ns is not None else math.nan
     return SimResult(
         policies[0].name if nr else "",
@@ -251,7 +310,11 @@ def _members(which: str, count: int) -> list[Scenario]:
 
 
 def bench(
-    which: str, routers: Sequence[int], policy: str = "synergai", count: int = 20
+    which: str,
+    routers: Sequence[int],
+    policy: str = "synergai",
+    count: int = 20,
+    shared: SharedConfig | None = None,
 ) -> dict[str, Any]:
     """Violations per scenario and router count (1 router: the one-router engine)."""
     from loadtest.sim.runner import run_scenario
@@ -260,7 +323,8 @@ def bench(
     for sc in _members(which, count):
         row: dict[str, Any] = {"scenario": sc.name, "routers": {}}
         for nr in routers:
-            doc = run_scenario(sc, [policy], routers=nr).document["policies"][policy]
+            run = run_scenario(sc, [policy], routers=nr, shared=shared if nr > 1 else None)
+            doc = run.document["policies"][policy]
             row["requests"] = doc["requests"]
             row["routers"][str(nr)] = {
                 "violations": doc["slo_violations"],
@@ -283,6 +347,7 @@ def bench(
     return {
         "set": which,
         "policy": policy,
+        "shared": asdict(shared or SharedConfig()),
         "requests": req,
         "scenarios": rows,
         "total": total,
@@ -301,9 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routers", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--policy", default="synergai")
     ap.add_argument("--count", type=int, default=20)
+    ap.add_argument(
+        "--redecide-ms",
+        type=float,
+        default=None,
+        help="re-decide once on the reserve's figures when stale by more than this (ms) and "
+        "late for the SLO (issue 16.2; every request then awaits the reserve); default off",
+    )
+    ap.add_argument(
+        "--refresh-s", type=float, default=0.1, help="each router's periodic read (s; 0: never)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    out = bench(args.set, args.routers, args.policy, args.count)
+    shared = SharedConfig(refresh_s=args.refresh_s, redecide_ms=args.redecide_ms)
+    out = bench(args.set, args.routers, args.policy, args.count, shared)
     out["load_average"] = os.getloadavg()
     names = [str(r) for r in args.routers]
     print(f"{'scenario':18s} {'requests':>9s} " + " ".join(f"{n + ' rt':>16s}" for n in names))

@@ -5,7 +5,13 @@
   and returns to 0 at rest;
 - ``kill -9`` of one gateway mid-load: Redis exceeds the truth by at most the requests that
   gateway had in flight (its leases), and those leases expire within the TTL (plus one repair
-  interval), leaving 0 at rest.
+  interval), leaving 0 at rest;
+- a Valkey restart mid-load fails no request (fail open on the local view) and the shared
+  state comes back by itself.
+
+"0 at rest" covers the shared shadow queue too (issue 16): no lease, no placement (the
+per-request entry of ``<prefix>:p:{worker}``), no ``out``, and no slot still booked. The kill and
+restart tests run the ``synergai`` policy, whose view waits for the shared queue.
 """
 
 from __future__ import annotations
@@ -48,13 +54,16 @@ def fleet(triton_fleet: FleetFactory, tmp_path_factory: pytest.TempPathFactory) 
         {("toy", "m"): {1: (8.0, 8.0)}},
     )
     workers = triton_fleet(scen)
-    cfg = d / "gw.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "policy": "least_outstanding", "profiles": str(d / "profiles"),
-        "workers": [w.as_config() for w in workers],
-        "models": {"m": {"slo_ms": 1000}},
-    }))  # fmt: skip
-    return {"config": cfg, "workers": [w.id for w in workers], "dir": d}
+    cfgs = {}
+    for policy in ("least_outstanding", "synergai"):
+        cfgs[policy] = d / f"gw-{policy}.yaml"
+        cfgs[policy].write_text(yaml.safe_dump({
+            "policy": policy, "profiles": str(d / "profiles"),
+            "workers": [w.as_config() for w in workers],
+            "models": {"m": {"slo_ms": 1000}},
+        }))  # fmt: skip
+    return {"config": cfgs["least_outstanding"], "synergai": cfgs["synergai"],
+            "workers": [w.id for w in workers], "dir": d}  # fmt: skip
 
 
 @pytest.fixture
@@ -63,8 +72,10 @@ def valkey() -> Iterator[EmbeddedValkey]:
         yield v
 
 
-def _start(fleet: dict[str, Any], url: str, n: int, log: Path) -> list[GatewayProcess]:
-    gws = [GatewayProcess(fleet["config"], log, redis_url=url, env=ENV, name=str(i))
+def _start(
+    fleet: dict[str, Any], url: str, n: int, log: Path, config: str = "config"
+) -> list[GatewayProcess]:
+    gws = [GatewayProcess(fleet[config], log, redis_url=url, env=ENV, name=str(i))
            for i in range(n)]  # fmt: skip
     try:
         for g in gws:
@@ -86,13 +97,30 @@ async def _load(urls: list[str], seconds: float, dead: set[int] | None = None) -
 
 
 async def _until_zero(sampler: RedisSampler, within_s: float) -> float:
-    """Seconds until every worker's ``out`` and every lease set is empty (fails after within_s)."""
+    """Seconds until every worker's ``out``, lease set, placement hash and shared queue is empty
+    (fails after within_s)."""
     t0 = time.monotonic()
     while True:
-        if sum((await sampler.read()).values()) == 0 and await sampler.leases() == 0:
+        if (
+            sum((await sampler.read()).values()) == 0
+            and await sampler.leases() == 0
+            and await sampler.placements() == 0
+            and await sampler.queue_ms() == 0.0
+        ):
             return time.monotonic() - t0
-        assert time.monotonic() - t0 < within_s, await sampler.read()
+        assert time.monotonic() - t0 < within_s, (
+            await sampler.read(), await sampler.leases(), await sampler.placements(),
+            await sampler.queue_ms(),
+        )  # fmt: skip
         await asyncio.sleep(0.05)
+
+
+async def _placed_within(sampler: RedisSampler, within_s: float) -> int:
+    """The first non-zero count of placements (the shared queue in use), polling ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while (n := await sampler.placements()) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return n
 
 
 async def test_two_gateways_never_count_more_than_the_truth(
@@ -129,13 +157,15 @@ async def test_two_gateways_never_count_more_than_the_truth(
 async def test_kill_9_a_gateway_its_leases_expire_within_the_ttl(
     fleet: dict[str, Any], valkey: EmbeddedValkey, tmp_path: Path
 ) -> None:
-    gws = _start(fleet, valkey.url, 2, tmp_path)
+    gws = _start(fleet, valkey.url, 2, tmp_path, "synergai")
     try:
         sampler = RedisSampler(valkey.url, fleet["workers"])
         sampler.start()
         dead: set[int] = set()
         load = asyncio.create_task(_load([g.url for g in gws], 3.0, dead=dead))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
+        assert await _placed_within(sampler, 0.5) > 0  # both book on the shared queue
+        await asyncio.sleep(0.5)
         killed_at = time.monotonic()
         await asyncio.to_thread(gws[1].kill)
         dead.add(1)
@@ -185,7 +215,7 @@ async def test_valkey_restart_mid_load_fails_no_request_and_counts_recover(
     url = f"redis://127.0.0.1:{port}/0"
     vk = ValkeyServer(port=port, host="127.0.0.1", persist=False)
     vk.start(timeout=10)
-    gws = _start(fleet, url, 2, tmp_path)
+    gws = _start(fleet, url, 2, tmp_path, "synergai")
     try:
         watch = RedisSampler(url, fleet["workers"])
         watch.start()
@@ -214,6 +244,14 @@ async def test_valkey_restart_mid_load_fails_no_request_and_counts_recover(
         while (st := [_staleness(g.url) for g in gws]) and max(st) >= 0.5:
             assert time.monotonic() < deadline, st
             await asyncio.sleep(0.2)
+        # and book on the restarted Valkey's shared queue again, leaving it empty at rest
+        sampler = RedisSampler(url, fleet["workers"])
+        more = asyncio.create_task(_load([g.url for g in gws], 1.0))
+        placed = await _placed_within(sampler, 1.0)
+        assert all(o.status == "ok" for o in await more)
+        assert placed > 0, "no placement in the restarted Valkey"
+        await _until_zero(sampler, within_s=2.0)
+        await sampler.stop()
     finally:
         for g in gws:
             assert g.stop(timeout=30) == 0

@@ -23,7 +23,7 @@ def _same(a: Any, b: Any) -> None:
 
 
 def test_one_router_with_exact_shared_state_is_the_engine() -> None:
-    """One replica, exact store (no lag), no periodic refresh: the one-router engine.
+    """One replica, exact store (no lag, no Redis round trip), no refresh: the one-router engine.
 
     (A refresh re-keys every worker at its time, so keys are fresher than the engine's.)
     """
@@ -35,7 +35,7 @@ def test_one_router_with_exact_shared_state_is_the_engine() -> None:
         trace,
         [make_policy("synergai", sc.profile_book, 7)],
         7,
-        shared=SharedConfig(refresh_s=0.0, release_lag_s=0.0),
+        shared=SharedConfig(refresh_s=0.0, release_lag_s=0.0, redis_rtt_s=0.0),
     )
     _same(one, rep)
 
