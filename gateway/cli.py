@@ -308,25 +308,36 @@ def bench(
     epilog=_examples(
         "synergai bench overhead",
         "synergai bench overhead --duration 3 --json --plot overhead.png",
+        "synergai bench overhead --concurrency 1 --concurrency 32 --duration 2 --json",
     ),
 )
 def bench_overhead(
     json_out: JsonOpt = False,
     duration: Annotated[float, typer.Option(help="Seconds per concurrency level.", min=0.1)] = 5.0,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
+    concurrency: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Closed-loop clients of one row; repeat for several (default: 1, 8, 32, 128).",
+            min=1,
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
     """Direct-to-Triton vs through the gateway, nginx least_conn, Envoy, Envoy + synergai epp.
 
-    Closed-loop load at concurrency 1, 8, 32 and 128 against one Triton worker, over HTTP and
-    gRPC, plus a 1 MiB-tensor row per target: throughput, p50, p99 and the gateway's and the
-    endpoint picker's CPU time per request.
+    Closed-loop load at concurrency 1, 8, 32 and 128 (or --concurrency) against one Triton
+    worker, over HTTP and gRPC, plus a 1 MiB-tensor row per target at c=8: throughput, p50,
+    p99 and the gateway's, the endpoint picker's and Envoy's CPU time per request.
     """
     _need("synergai bench overhead", "workers", "embedded")
     if plot is not None:
         _need("--plot", "bench", modules=PLOTS)
     from loadtest.overhead import run_overhead
 
-    raise typer.Exit(run_overhead(json_out=json_out, duration=duration, plot=plot))
+    raise typer.Exit(
+        run_overhead(json_out=json_out, duration=duration, plot=plot, concurrency=concurrency)
+    )
 
 
 @app.command(

@@ -15,12 +15,12 @@ Then one large-tensor row per target (1 MiB input, :data:`MIB_CONCURRENCY` clien
 Triton's binary-tensor extension). Rows run concurrency by concurrency, every target in turn,
 so a drifting machine hurts no target alone. ``summary`` condenses the issue-17 figures.
 
-For each target and concurrency in :data:`CONCURRENCY` a closed loop (each client sends its
-next request when the last one answered; one keep-alive connection per client) runs
-``warm-up + duration`` seconds; rows give throughput, p50 and p99 at the client. The gateway's
-CPU time per request is ``Δ(user + system CPU of the gateway process) / requests`` over all its
-HTTP rows (psutil), since on a 2-core machine the load generator, the gateway and Triton share
-the cores and throughput alone hides where the time goes.
+For each target and concurrency in :data:`CONCURRENCY` (or ``--concurrency``) a closed loop
+(each client sends its next request when the last one answered; one keep-alive connection per
+client) runs ``warm-up + duration`` seconds; rows give throughput, p50 and p99 at the client.
+The gateway's CPU time per request is ``Δ(user + system CPU of the gateway process) /
+requests`` over all its HTTP rows (psutil), since on a 2-core machine the load generator, the
+gateway and Triton share the cores and throughput alone hides where the time goes.
 
 ``SYNERGAI_OVERHEAD_PROFILE=DIR`` additionally records the gateway with ``py-spy`` during an extra
 concurrency-32 run and writes ``DIR/gateway.speedscope.json`` plus ``DIR/top.txt`` (the functions
@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,14 +237,15 @@ def plot_overhead(doc: dict[str, Any], path: Path) -> Path:
             continue  # one point per target: the table has them
         variant = f", {r['variant']}" if r.get("variant") else ""
         series.setdefault(f"{r['target']} ({r['protocol']}{variant})", []).append(r)
+    levels = sorted({r["concurrency"] for rs in series.values() for r in rs})
     for label, rows in series.items():
         c = [r["concurrency"] for r in rows]
         ax1.plot(c, [r["rps"] for r in rows], marker="o", label=label)
         ax2.plot(c, [r["p50_ms"] or 0 for r in rows], marker="o", label=label)
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(list(CONCURRENCY))
-        ax.set_xticklabels([str(c) for c in CONCURRENCY])
+        ax.set_xticks(levels)
+        ax.set_xticklabels([str(c) for c in levels])
         ax.set_xlabel("closed-loop concurrency")
         ax.legend(fontsize=8)
     ax1.set_title("throughput (req/s)")
@@ -269,17 +271,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per row")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG here")
+    p.add_argument("--concurrency", type=int, action="append", help="repeatable (1, 32)")
     args = p.parse_args(argv)
-    return run_overhead(args.json, args.duration, plot=args.plot)
+    return run_overhead(args.json, args.duration, plot=args.plot, concurrency=args.concurrency)
 
 
-def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> int:
+def run_overhead(
+    json_out: bool,
+    duration: float,
+    plot: Path | None = None,
+    concurrency: Sequence[int] | None = None,
+) -> int:
     """``synergai bench overhead``: see the module docstring. Returns the exit code.
 
     Args:
         json_out: print exactly one JSON document on stdout (tables go to stderr).
         duration: measured seconds per (target, protocol, concurrency) row.
         plot: also write a PNG of throughput and p50 against concurrency.
+        concurrency: the closed-loop client counts (default :data:`CONCURRENCY`); the 1 MiB
+            rows always run at :data:`MIB_CONCURRENCY`.
     """
     from loadtest.bench import machine
 
@@ -291,6 +301,10 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
 
     if duration <= 0:
         err.print("[red]--duration must be > 0[/red]")
+        return 2
+    levels = tuple(sorted(set(concurrency))) if concurrency else CONCURRENCY
+    if levels[0] < 1:
+        err.print("[red]--concurrency must be >= 1[/red]")
         return 2
     mach = machine()  # load average before our own load
     wd = Path(tempfile.mkdtemp(prefix="synergai-overhead-"))
@@ -334,12 +348,12 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
             notes += envoy.notes
             for note in envoy.notes:
                 err.print(f"[yellow]{note}[/yellow]")
-            plan = [(t, c, 4) for c in CONCURRENCY for t in targets]  # concurrency-major
+            plan = [(t, c, 4) for c in levels for t in targets]  # concurrency-major
             plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets if not t.variant]
             say(
                 f"{len(plan)} runs of {_WARMUP_S + duration:.1f} s: "
                 f"{', '.join(sorted({f'{t.name}/{t.protocol}' for t in targets}))} x "
-                f"concurrency {list(CONCURRENCY)}, and 1 MiB tensors at c={MIB_CONCURRENCY}"
+                f"concurrency {list(levels)}, and 1 MiB tensors at c={MIB_CONCURRENCY}"
             )
             for target, c, width in plan:
                 rows.append(_run_row(target, c, width, duration, say))
@@ -366,6 +380,7 @@ def run_overhead(json_out: bool, duration: float, plot: Path | None = None) -> i
             "loadavg_1m_end": round(os.getloadavg()[0], 2),
             "model": f"{MODEL} (emulated, {MODEL_MS} ms, 2 instances)",
             "duration_s": duration,
+            "concurrency": list(levels),
             "warmup_s": _WARMUP_S,
             "gateway_policy": policy,
             "notes": notes,

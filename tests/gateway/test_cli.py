@@ -94,7 +94,12 @@ CASES: dict[str, list[Case]] = {
         Case(
             ["bench", "overhead", "--json", "--duration", "2", "--plot", "o.png"],
             "loadtest.overhead", "run_overhead",
-            {"json_out": True, "duration": 2.0, "plot": Path("o.png")},
+            {"json_out": True, "duration": 2.0, "plot": Path("o.png"), "concurrency": None},
+        ),
+        Case(
+            ["bench", "overhead", "--concurrency", "1", "--concurrency", "32"],
+            "loadtest.overhead", "run_overhead",
+            {"json_out": False, "duration": 5.0, "plot": None, "concurrency": [1, 32]},
         ),
     ],
     "loadtest": [
