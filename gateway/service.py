@@ -72,6 +72,7 @@ from gateway.health.outcome import Outcome, OutcomeSink
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.drift import DriftMonitor
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
+from gateway.routing.view import FleetView
 from gateway.settings import ModelDefaults
 from gateway.state.store import Ended, Lease, StateStore, WorkerLoad
 from gateway.upstream.base import Upstream, UpstreamResponse
@@ -98,7 +99,7 @@ class InferenceService:
 
     def __init__(
         self,
-        view: Any,
+        view: FleetView,
         policy: Policy,
         store: StateStore,
         upstreams: Mapping[str, Upstream],
@@ -138,6 +139,11 @@ class InferenceService:
         """Profile drift per (worker, model) and observed service times (issue 10)."""
         self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
         """Hook called with every shared-state figure (metrics; issue 7 reconciliation)."""
+
+    def decide(self, req: Request, now: float) -> Decision:
+        """The policy's decision for ``req`` on the view brought to ``now`` (no booking)."""
+        self.view.advance(now)
+        return self.policy.choose(req, self.view, now, self.rng)
 
     def set_policy(self, policy: Policy) -> None:
         """Switch the routing policy (ops, demo); requests in flight keep their decision."""
@@ -270,7 +276,7 @@ class InferenceService:
         now = self.clock.now()
         req = Request(call.model, hints.slo_ms, call.batch, hints.priority, hints.category, now)
         t0 = time.perf_counter()
-        decision = self.policy.choose(req, self.view, now, self.rng)
+        decision = self.decide(req, now)
         self.metrics.decision.observe(time.perf_counter() - t0)
         wid = decision.worker
         worker = self._workers.get(wid) if wid is not None else None
@@ -447,7 +453,7 @@ class InferenceService:
         if hide:
             self.view.set_healthy(worker_id, False, now)
         try:
-            return self.policy.choose(req, self.view, now, self.rng)
+            return self.decide(req, now)
         finally:
             if hide:
                 self.view.set_healthy(worker_id, True, now)

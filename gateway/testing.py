@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.routing.types import Decision, Request, WorkerInfo
+from gateway.routing.view import FleetView
 from gateway.settings import Settings, WorkerSpec
 from gateway.upstream.base import UpstreamResponse
 
@@ -98,7 +99,7 @@ class FixedPolicy:
     pick: Callable[[Request, Any], Decision] | None = None
     seen: list[Request] = field(default_factory=list)
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """Record ``req``; return the fixed decision."""
         self.seen.append(req)
         return self.pick(req, view) if self.pick is not None else self.decision

@@ -264,6 +264,7 @@ class Exchange:
         out: list[str] = []
         taken = [ticket.worker.id]
         now = svc.clock.now()
+        svc.view.advance(now)  # pool_estimates reads the view as the runner left it
         for _ in range(self.cfg.fallbacks):
             with _hide(svc, taken, now):
                 ests = pool_estimates(svc.view, req.model, req.batch, now)

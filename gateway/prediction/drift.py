@@ -60,12 +60,15 @@ from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core.clock import Clock
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import Profile, ProfileBook
 from gateway.routing.types import WorkerInfo
+
+if TYPE_CHECKING:  # the routing view imports gateway.prediction
+    from gateway.routing.view import FleetView
 
 __all__ = [
     "CLIP",
@@ -287,11 +290,10 @@ class DriftMonitor:
 
     @classmethod
     def for_view(
-        cls, view: Any, clock: Clock, metrics: GatewayMetrics | None = None
-    ) -> DriftMonitor | None:
-        """A monitor over ``view.book`` (a :class:`FleetView`); None for views without one."""
-        book = getattr(view, "book", None)
-        return cls(book, clock, metrics, view) if isinstance(book, ProfileBook) else None
+        cls, view: FleetView, clock: Clock, metrics: GatewayMetrics | None = None
+    ) -> DriftMonitor:
+        """A monitor over the profiles and live queues of ``view``."""
+        return cls(view.book, clock, metrics, view)
 
     def wait_ms(self, worker_id: str, now: float) -> float:
         """Predicted wait (ms) for a slot on ``worker_id`` if sent at ``now`` (0 if unknown).

@@ -17,8 +17,7 @@ Predicted response time of a request (model ``m``, batch ``b``) on worker ``w`` 
   Work other routers (gateway replicas) put on the worker, from fresh shared figures
   (``U_shared + local delta`` minus this router's own ``U_local``), adds only the share of
   their leases that lies ahead of a new request, spread over the worker's slots
-  (``FleetView._others_wait``; docs/routing.md, Replicas). :func:`expected_wait_ms` (the
-  count-based M/D/k-like estimate) is kept for callers that only have counts.
+  (``FleetView._others_wait``; docs/routing.md, Replicas).
 * ``S_am(b)`` (ms): the profile's service time: the fitted log-normal's median (``p50``) for
   the point prediction and for the correction's reference, its ``p99`` for the tail bound
   ``T99 = rtt_p + W_w + c_wm * p99_am(b)`` that the SLO-aware policy tests against the SLO.
@@ -71,7 +70,6 @@ __all__ = [
     "TAU_S",
     "Correction",
     "PredictorConfig",
-    "expected_wait_ms",
     "shadow_wait_ms",
 ]
 
@@ -103,29 +101,17 @@ class PredictorConfig:
     overhead_ms: float = 0.0
 
 
-def shadow_wait_ms(free_s: float, now: float, rtt_ms: float) -> float:
-    """Wait (ms) of a request sent at ``now`` (s) to a worker whose earliest slot frees at
-    ``free_s`` (s), ``rtt_ms`` away: ``max(0, free - (now + rtt/2))``.
+def shadow_wait_ms(free: list[float], now: float, rtt_ms: float) -> float:
+    """Wait (ms) of a request sent at ``now`` (s) to a worker ``rtt_ms`` away whose slots free
+    at ``free`` (s, one per instance slot): ``max(0, min(free) - (now + rtt/2))``.
+
+    The one predicted-wait formula: the view keys its indexes with it, policies read it
+    through :meth:`gateway.routing.state.WorkerState.wait_at` (which adds other routers'
+    share) and :func:`gateway.routing.predict.pool_estimates`.
     """
-    w = (free_s - now) * 1000.0 - rtt_ms * 0.5
+    f = free[0] if len(free) == 1 else min(free)
+    w = (f - now) * 1000.0 - rtt_ms * 0.5
     return w if w > 0.0 else 0.0
-
-
-def expected_wait_ms(outstanding: float, work_ms: float, instances: int) -> float:
-    """Expected wait (ms) before a new request gets one of ``instances`` slots.
-
-    Args:
-        outstanding: requests on the worker, in service or queued (``n``).
-        work_ms: their total predicted service time (``U``, ms).
-        instances: parallel slots of the worker (``k``).
-
-    Returns:
-        ``0`` if ``n < k``, else ``(n - k) * s / k + s / (k + 1)`` with ``s = U / n``.
-    """
-    if outstanding < instances or outstanding <= 0:
-        return 0.0
-    s = work_ms / outstanding
-    return (outstanding - instances) * s / instances + s / (instances + 1)
 
 
 class Correction:

@@ -41,9 +41,10 @@ def estimate(
 def pool_estimates(
     view: FleetView, model: str, batch: int, now: float, corrected: bool = True
 ) -> list[Estimate]:
-    """Estimates on the best available worker of each pool that serves ``model`` at ``batch``."""
-    if now >= view._next_refresh:
-        view.refresh(now)
+    """Estimates on the best available worker of each pool that serves ``model`` at ``batch``.
+
+    Reads the view as the runner left it (:meth:`FleetView.advance` before the decision).
+    """
     out: list[Estimate] = []
     for idx in view.indexes(model):
         if batch > idx.max_batch:
@@ -58,10 +59,7 @@ def pool_estimates(
         else:
             mean, p99, _ = idx.stats(batch)
         c = _factor(s, model, now) if corrected else 1.0
-        rtt = s.rtt_ms
-        free = s.free
-        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - rtt * 0.5
-        base = rtt + (wait if wait > 0.0 else 0.0) + s.others_ms  # shadow_wait_ms, inlined
+        base = s.rtt_ms + s.wait_at(now)
         mean *= c
         out.append(Estimate(s, base + mean, base + c * p99, mean, mean / s.instances))
     return out

@@ -66,6 +66,7 @@ from typing import Any
 
 from gateway.routing.framework import Estimate
 from gateway.routing.state import WorkerState
+from gateway.routing.view import FleetView
 
 __all__ = [
     "FLOOR",
@@ -120,7 +121,7 @@ def _sigma(mean: float, p99: float) -> float:
     return _Z99 - _sqrt(d) if d > 0.0 else _Z99
 
 
-def real_pools(view: Any, now: float) -> dict[str, list[float]]:
+def real_pools(view: FleetView, now: float) -> dict[str, list[float]]:
     """Per pool, the slot free times (s) of its available workers in the real view (heaps)."""
     out: dict[str, list[float]] = {}
     states: Sequence[WorkerState] = view.states()
@@ -302,7 +303,7 @@ class SelfCheck:
         ref: Estimate,
         ests: Sequence[Estimate],
         slo_ms: float,
-        view: Any,
+        view: FleetView,
         now: float,
         own: bool,
     ) -> None:

@@ -134,7 +134,7 @@ class WorkerState:
 
     def wait_at(self, now: float) -> float:
         """Expected wait (ms) of a request sent at ``now``; see :func:`shadow_wait_ms`."""
-        return shadow_wait_ms(min(self.free), now, self.rtt_ms) + self.others_ms
+        return shadow_wait_ms(self.free, now, self.rtt_ms) + self.others_ms
 
     def correction(self, model: str, now: float) -> float:
         """Online correction factor for ``model`` at ``now`` (1.0 if unknown)."""

@@ -1,7 +1,8 @@
 """The routing vocabulary shared by the gateway, the simulator and the live benchmark.
 
 A policy is a pure, synchronous function of ``(request, view, now, rng)`` (STYLE.md
-principle 1): it reads a :class:`FleetView`-like view of the fleet and returns a
+principle 1): it reads the :class:`~gateway.routing.view.FleetView` of the fleet (which the runner
+brings to ``now`` with ``view.advance(now)`` first) and returns a
 :class:`Decision`; it never does I/O and never reads the wall clock. Whoever runs it (the
 gateway, the simulator) owns the clock, reports starts and finishes back to the view, and feeds
 it shared state (Redis) and health. Times are seconds (``now``), latencies milliseconds.
@@ -10,16 +11,17 @@ it shared state (Redis) and health. Times are seconds (``now``), latencies milli
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
+
+if TYPE_CHECKING:  # view.py imports this module
+    from gateway.routing.view import FleetView
 
 __all__ = [
     "Category",
     "Decision",
     "Policy",
     "Request",
-    "RoutingView",
     "WorkerInfo",
 ]
 
@@ -109,47 +111,10 @@ class Decision:
         )
 
 
-class RoutingView(Protocol):
-    """What the runner (gateway or simulator) tells the view, and what policies read.
-
-    The concrete class is ``gateway.routing.view.FleetView``.
-    """
-
-    def start(self, worker: str, req: Request, service_ms: float, now: float) -> None:
-        """A request was sent to ``worker`` (local in-flight + 1, work + service_ms)."""
-
-    def finish(
-        self, worker: str, req: Request, service_ms: float, latency_ms: float | None, now: float
-    ) -> None:
-        """It ended: ``latency_ms`` measured (client view, incl. rtt) or ``None`` if failed."""
-
-    def apply_shared(
-        self,
-        worker: str,
-        outstanding: int,
-        work_ms: float,
-        observed_at: float,
-        free_ms: Sequence[float] = (),
-    ) -> None:
-        """Fleet-wide outstanding requests and work (ms) for ``worker`` from the shared store.
-
-        ``free_ms``: the shared shadow queue (per slot, ms until free as of ``observed_at``).
-        """
-
-    def set_healthy(self, worker: str, healthy: bool, now: float) -> None:
-        """Health from probes or outlier detection; unhealthy workers get no traffic."""
-
-    def workers(self) -> Sequence[WorkerInfo]:
-        """Every worker known to the view."""
-
-    def rows(self, now: float) -> list[dict[str, Any]]:
-        """Per-worker live state for ``/synergai/v1/workers`` (JSON-ready)."""
-
-
 class Policy(Protocol):
     """A routing policy; see the module docstring."""
 
     name: str
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """Pick a worker for ``req`` (or shed it)."""

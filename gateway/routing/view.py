@@ -17,6 +17,8 @@ Who calls what (the runner is the gateway or the simulator; policies only read):
   on this router's copy too, and the wait is the later of the shared and the local queue's.
   When the figures are older than ``stale_after_s`` the worker falls back to this router's
   local view (its own in-flight); :meth:`FleetView.stale` and ``rows()`` say so.
+* ``advance(now)`` before each decision: time-driven changes (ejections ending, shared figures
+  going stale) are applied every ``REFRESH_S``.
 * ``set_healthy(worker, healthy, now)`` from health probes. A failed request also ejects the
   worker for ``eject_s`` seconds (outlier detection); the next success clears the count.
 
@@ -31,7 +33,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
-from gateway.prediction.model import PredictorConfig
+from gateway.prediction.model import PredictorConfig, shadow_wait_ms
 from gateway.prediction.profiles import Profile, ProfileBook
 from gateway.routing.index import PoolIndex, finite_or
 from gateway.routing.state import WorkerState
@@ -73,7 +75,7 @@ class Truth(Protocol):
 
 
 class FleetView:
-    """Implements :class:`gateway.routing.types.RoutingView`; see the module docstring."""
+    """The fleet as routing sees it; see the module docstring."""
 
     def __init__(
         self,
@@ -367,6 +369,14 @@ class FleetView:
             s.fails = 0
         self._settle(s, now)
 
+    def advance(self, now: float) -> None:
+        """Bring the view to ``now`` before a decision: :meth:`refresh` when one is due.
+
+        The runner (gateway, simulator) calls it; policies only read the view.
+        """
+        if now >= self._next_refresh:
+            self.refresh(now)
+
     def refresh(self, now: float) -> None:
         """Apply time-driven changes: ejections that ended, shared figures gone stale."""
         self._next_refresh = now + REFRESH_S
@@ -386,10 +396,8 @@ class FleetView:
 
     def _settle(self, s: WorkerState, now: float) -> None:
         """Recompute the load used for routing and re-key the worker in its indexes."""
-        free = s.free
         half = s.rtt_ms * 0.5
-        wait = ((free[0] if len(free) == 1 else min(free)) - now) * 1000.0 - half
-        wait = wait if wait > 0.0 else 0.0
+        wait = shadow_wait_ms(s.free, now, s.rtt_ms)
         shared_at = s.shared_at
         if shared_at != _NEG_INF and now - shared_at <= self.stale_after_s:
             out = s.shared_out + s.d_out

@@ -192,6 +192,7 @@ def simulate(
             req.arrival = t
             z = zs[i]
             truth.z = z
+            view.advance(t)
             if ohs is not None:
                 oh = ohs[i]
                 truth.oh_s = oh

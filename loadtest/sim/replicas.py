@@ -203,6 +203,7 @@ def simulate_replicas(
         req = reqs[r][si]
         req.arrival = t
         truth.z = zs[i]
+        view.advance(t)
         oh = truth.oh_s = ohs[i]
         if every and countdown == 0:
             t0 = clock_ns()  # type: ignore[misc]

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.native import status
 from gateway.routing.registry import make_policy
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 from gateway.scenario import load_scenario
 from loadtest.sim.engine import simulate
 from loadtest.sim.trace import build_trace
@@ -34,7 +35,7 @@ class _Recorder:
         self.inner = inner
         self.decisions: list[Decision] = []
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         d: Decision = self.inner.choose(req, view, now, rng)
         self.decisions.append(d)
         return d
@@ -45,7 +46,7 @@ class _Replay:
         self.name = name
         self._it = iter(decisions)
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         return next(self._it)
 
 

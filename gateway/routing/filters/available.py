@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.routing.state import WorkerState
 from gateway.routing.types import Request
+from gateway.routing.view import FleetView
 
 __all__ = ["available_workers"]
 
 
-def available_workers(req: Request, view: Any, now: float) -> list[WorkerState]:
+def available_workers(req: Request, view: FleetView, now: float) -> list[WorkerState]:
     """Eligible (profile, ``batch <= max_batch``), probe-healthy, not-ejected workers.
 
     A worker without a profile for the model is never eligible, even for profile-free

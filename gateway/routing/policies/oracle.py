@@ -10,9 +10,9 @@ so this policy cannot run there.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["Oracle"]
 
@@ -22,7 +22,7 @@ class Oracle:
 
     name = "oracle"
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """The worker that truly answers first; shed a hopeless priority-0 request."""
         truth = view.truth
         if truth is None:

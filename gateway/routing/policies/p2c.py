@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.filters import available_workers
 from gateway.routing.framework import decide
 from gateway.routing.scorers import queue_depth
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["PowerOfTwo"]
 
@@ -18,7 +18,7 @@ class PowerOfTwo:
 
     name = "p2c"
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """The less loaded of two random available workers."""
         ws = available_workers(req, view, now)
         if not ws:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.filters import available_workers
 from gateway.routing.framework import decide, pick_min
 from gateway.routing.scorers import peak_ewma_cost
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["PeakEwma"]
 
@@ -22,7 +22,7 @@ class PeakEwma:
 
     name = "peak_ewma"
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """The available worker of least ``peak-EWMA latency x (outstanding + 1)``."""
         ws = available_workers(req, view, now)
         if not ws:

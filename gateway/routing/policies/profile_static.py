@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.framework import pick_min
 from gateway.routing.predict import pool_estimates
 from gateway.routing.scorers import predicted_latency
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["ProfileStatic"]
 
@@ -23,7 +23,7 @@ class ProfileStatic:
 
     name = "profile_static"
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """The available worker of least predicted completion."""
         ests = pool_estimates(view, req.model, req.batch, now, corrected=False)
         if not ests:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.filters import available_workers
 from gateway.routing.framework import decide
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["RandomChoice"]
 
@@ -17,7 +17,7 @@ class RandomChoice:
 
     name = "random"
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """A random available worker; shed with ``no_worker`` if none."""
         ws = available_workers(req, view, now)
         if not ws:

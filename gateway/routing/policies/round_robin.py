@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from gateway.routing.filters import available_workers
 from gateway.routing.framework import decide
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["RoundRobin"]
 
@@ -20,7 +20,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next: dict[str, int] = {}
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """Next available worker for ``req.model``; shed with ``no_worker`` if none."""
         ws = available_workers(req, view, now)
         if not ws:

@@ -27,6 +27,7 @@ from typing import Any
 from gateway.routing.framework import Estimate
 from gateway.routing.predict import estimate, pool_estimates
 from gateway.routing.types import Decision, Policy, Request
+from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
 from loadtest.sim.engine import simulate
 from loadtest.sim.families.replicate import replicate
@@ -88,7 +89,7 @@ class EarliestProbe:
     def __post_init__(self) -> None:
         self.name = self.inner.name
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """The inner decision; counted against the earliest completion on the same view."""
         d = self.inner.choose(req, view, now, rng)
         ests = self._reference(req, view, now)
@@ -108,7 +109,7 @@ class EarliestProbe:
                 )
         return d
 
-    def _reference(self, req: Request, view: Any, now: float) -> list[Estimate]:
+    def _reference(self, req: Request, view: FleetView, now: float) -> list[Estimate]:
         if not self.exact:
             return pool_estimates(view, req.model, req.batch, now, self.corrected)
         return [

@@ -33,8 +33,6 @@ class _LeastKey:
     name = "least_key"
 
     def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
-        if now >= view._next_refresh:  # what the removed FleetView.pool_candidates did
-            view.refresh(now)
         cands = [
             (idx, s)
             for idx in view.indexes(req.model)
