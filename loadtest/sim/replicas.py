@@ -227,6 +227,7 @@ def simulate_replicas(
             if pred > req.slo_ms and pred - d.predicted_ms > sh.redecide_ms:
                 redecided += 1
                 view.apply_shared(wid, load.outstanding, load.work_ms, t, load.free_ms)
+                view.advance(t_send)
                 d = policies[r].choose(req, view, t_send, rngs[r])
                 wid = d.worker
         if wid is None:
