@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from gateway.core.clock import Clock
+from gateway.state.redis_url import redis_client
 from gateway.state.resp import RespClient, RespError, supports
 from gateway.state.store import Ended, Lease, WorkerLoad
 
@@ -147,6 +147,29 @@ error (never earlier than the true end) and the slot's shift records the move. 2
 request still last on its slot hands the slot back from its begin. 0 (failed): as predicted.
 The same rules as :meth:`gateway.routing.view.FleetView.finish_state` on the local chain."""
 
+_SNAPSHOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HGETALL', KEYS[1])
+local r, n = {0, 0}, 2
+for i = 1, #h, 2 do
+  local k, v = h[i], tonumber(h[i + 1]) or 0
+  if k == 'out' then r[1] = v elseif k == 'work_us' then r[2] = v
+  else
+    local s = string.match(k, '^f(%d+)$')
+    if s then
+      local j = tonumber(s) + 3
+      r[j] = v > now and v - now or 0
+      if j > n then n = j end
+    end
+  end
+end
+for j = 3, n do r[j] = r[j] or 0 end
+return r
+"""
+"""A snapshot of one worker, relative to the clock of the node that holds it (Cluster):
+the reply of :data:`_QUEUE`'s ``queue`` for every slot ever booked."""
+
 _EXPIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -213,7 +236,7 @@ class _RespBackend:
 
 
 class _RedisPyBackend:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._c = client
 
     async def eval(
@@ -225,6 +248,14 @@ class _RedisPyBackend:
             return await self._c.eval(script.text, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]:
+        if isinstance(self._c, RedisCluster):
+            # TIME has no key, and each node has its own clock: each worker's queue is read
+            # relative to the clock of the node that holds it (one script per key, pipelined
+            # per node by redis-py); ``None`` tells the caller the replies are relative
+            async with self._c.pipeline(transaction=False) as cpipe:
+                for k in keys:
+                    cpipe.eval(_SNAPSHOT, 1, k)  # type: ignore[no-untyped-call]
+                return None, list(await cpipe.execute())
         async with self._c.pipeline(transaction=False) as pipe:
             pipe.time()
             for k in keys:
@@ -288,20 +319,9 @@ class RedisStore:
         backoff_max_s: float = 2.0,
         max_connections: int = 128,
     ) -> None:
-        # redis-py: for ops, tests, and URLs the RESP client does not handle. Its pool waits
-        # (up to the timeout) for a free connection instead of failing a burst at once.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=max(timeout_s, 0.2),
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self._client: aioredis.Redis = aioredis.Redis(
-            connection_pool=pool, retry=Retry(NoBackoff(), 0)
-        )
+        # redis-py: for ops, tests, and the URL forms the RESP client does not handle (TLS,
+        # Sentinel, Cluster: gateway.state.redis_url, which rejects any other form).
+        self._client = redis_client(url, timeout_s, max_connections)
         self._backend: _Backend = (
             _RespBackend(url, max(timeout_s, 0.2))
             if supports(url)
@@ -332,7 +352,7 @@ class RedisStore:
         return not self._down or self._clock.now() >= self._down_until
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> aioredis.Redis | RedisCluster:
         """A redis-py client on the same server (ops and tests; not the hot path)."""
         return self._client
 
@@ -352,7 +372,10 @@ class RedisStore:
     async def close(self) -> None:
         """Close connections."""
         await self._backend.close()
-        await self._client.aclose(close_connection_pool=True)
+        if isinstance(self._client, RedisCluster):
+            await self._client.aclose()
+        else:
+            await self._client.aclose(close_connection_pool=True)
 
     def _fail(self, exc: BaseException) -> None:
         self.errors += 1
@@ -442,6 +465,8 @@ class RedisStore:
             self._fail(exc)
             return None
         self._ok()
+        if t is None:  # already relative (Cluster)
+            return {w: _load(raw) for w, raw in zip(workers, raws, strict=True)}
         now_us = _server_us(t)
         return {w: _snap_load(raw, now_us) for w, raw in zip(workers, raws, strict=True)}
 
