@@ -243,6 +243,7 @@ app.add_typer(bench_app, name="bench")
         "synergai bench -s edge-cloud --time-scale 4 --policy synergai --policy p2c",
         "synergai bench --protocol grpc --gateways 2 --json > live.json",
         "synergai bench --compare-sim --plot live.png --html live.html",
+        "synergai bench -s demo --time-scale 1 --duration 15 --compare-sim --overhead-ms 0",
         "synergai bench overhead --json",
     )
 )
@@ -271,6 +272,19 @@ def bench(
     compare_sim: Annotated[
         bool, typer.Option("--compare-sim", help="Also simulate; print both side by side.")
     ] = False,
+    overhead_ms: Annotated[
+        str | None,
+        typer.Option(
+            "--overhead-ms",
+            metavar="auto|MS",
+            help="The live path's fixed cost per request (client, gateway, Triton's front end) "
+            "that the simulator of --compare-sim adds to every request and its router predicts "
+            "with. 'auto' (the default with --compare-sim, unless the scenario sets "
+            "overhead_ms) measures it first on this machine (~20 s) and also gives the live "
+            "gateways their share as overhead_ms; a number is a constant for the simulator; "
+            "0 turns it off.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")] = None,
@@ -299,6 +313,7 @@ def bench(
             html=html,
             time_scale=time_scale,
             via=via,
+            overhead=overhead_ms,
         )
     )
 

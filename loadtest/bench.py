@@ -186,6 +186,7 @@ def run_live(
     console: Console | None = None,
     timeout_s: float | None = None,
     via: str = "gateway",
+    gateway_settings: dict[str, Any] | None = None,
 ) -> LiveRun:
     """Run the live benchmark of an (unscaled, duration-adjusted) scenario.
 
@@ -199,6 +200,7 @@ def run_live(
         timeout_s: client timeout per request (default ``max(5, 20 x largest SLO)`` s).
         via: ``gateway`` (our gateway replicas) or ``envoy`` (a real Envoy with ``synergai
             epp`` picking, :class:`gateway.epp.stack.EnvoyStack`; ``gateways`` is ignored).
+        gateway_settings: extra settings of every gateway (``{"overhead_ms": x}``).
 
     Returns:
         The document and the timeline (for plots and the HTML report).
@@ -240,7 +242,9 @@ def run_live(
     all_outcomes: dict[str, list[Outcome]] = {}
     pools: dict[str, str] = {}
     payloads = Payloads()
-    stack = LiveStack(scenario, wd, replicas=gateways, progress=True, via=via)
+    stack = LiveStack(
+        scenario, wd, replicas=gateways, progress=True, via=via, settings=gateway_settings
+    )
     try:
         with _sigterm_as_interrupt():
             stack.start()
@@ -304,6 +308,77 @@ def run_sim_policies(scenario: Any, policies: Sequence[str]) -> dict[str, Any]:
     return dict(run.document["policies"])
 
 
+def overhead_mode(value: str | None, scenario: Any, compare_sim: bool) -> str | float | None:
+    """What ``--overhead-ms`` asks for: ``"auto"``, a constant (ms), ``"scenario"`` or None.
+
+    Unset: the scenario's own ``overhead_ms`` when it sets one, else ``auto`` with
+    ``--compare-sim`` and nothing without. ``0`` turns it off.
+
+    Raises:
+        ValueError: neither ``auto`` nor a number >= 0.
+    """
+    if value is None:
+        if scenario.overhead.p50 > 0:
+            return "scenario"
+        return "auto" if compare_sim else None
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        ms = float(value)
+    except ValueError:
+        raise ValueError(f"--overhead-ms must be 'auto' or a number of ms, not {value!r}") from None
+    if not ms >= 0:
+        raise ValueError(f"--overhead-ms must be >= 0, not {value!r}")
+    return None if ms == 0 else ms
+
+
+def resolve_overhead(
+    mode: str | float | None, scenario: Any, protocol: str, err: Console
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The scenario the simulator runs, the live gateways' extra settings, and the record.
+
+    * ``auto``: measured now (:func:`loadtest.bench_calibrate.calibrate`): the simulator gets
+      the client's ``{p50, p99}``, the gateways ``overhead_ms`` = the part their own latency
+      contains;
+    * a number: the simulator gets that constant; the gateways are not told (what share of it
+      their own measurement contains is unknown);
+    * ``scenario``: the scenario's ``overhead_ms`` as it is, gateways not told;
+    * None: no overhead anywhere (the scenario's own is cleared).
+    """
+    from gateway.scenario import Overhead
+    from loadtest.bench_workload import keep_private
+
+    if mode == "scenario":
+        o = scenario.overhead
+        return scenario, {}, {"source": "scenario", "sim": _oh_doc(o), "gateway_ms": 0.0}
+    if mode is None:
+        sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": 0.0}))
+        return sc, {}, {"source": "off", "sim": _oh_doc(sc.overhead), "gateway_ms": 0.0}
+    if mode == "auto":
+        from loadtest.bench_calibrate import calibrate
+
+        err.print("[dim]measuring the live path's fixed cost (calibration scenario) ...[/dim]")
+        cal = calibrate(protocol)
+        o = cal.overhead()
+        gw = round(cal.gateway_ms, 3)
+        err.print(
+            f"[dim]overhead p50 {o.p50:.2f} ms, p99 {o.p99 or o.p50:.2f} ms (mean "
+            f"{cal.mean_ms:.2f}); the gateway's own share {gw:.2f} ms; load "
+            f"{cal.loadavg[0]} -> {cal.loadavg[1]}[/dim]"
+        )
+        sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": o}))
+        meta = {"source": "auto", "sim": _oh_doc(o), "gateway_ms": gw}
+        meta["calibration"] = cal.as_dict()
+        return sc, {"overhead_ms": gw}, meta
+    o = Overhead(p50=float(mode))
+    sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": float(mode)}))
+    return sc, {}, {"source": "flag", "sim": _oh_doc(o), "gateway_ms": 0.0}
+
+
+def _oh_doc(o: Any) -> dict[str, float]:
+    return {"p50": o.p50, "p99": o.p99 if o.p99 is not None else o.p50, "mean": round(o.mean_ms, 3)}
+
+
 def _default_policies() -> list[str]:
     from gateway.routing.registry import policy_names
 
@@ -322,12 +397,14 @@ def run_bench(
     html: Path | None,
     time_scale: float | None = None,
     via: str = "gateway",
+    overhead: str | None = None,
 ) -> int:
     """``synergai bench``: see the module docstring. Returns the exit code.
 
     ``time_scale`` overrides the scenario's (``--time-scale``); ``via="envoy"`` runs every
-    policy through a real Envoy with ``synergai epp`` picking (``--via envoy``). Exit codes: 0
-    done, 2 bad arguments or scenario, 1 the stack failed, 130 interrupted.
+    policy through a real Envoy with ``synergai epp`` picking (``--via envoy``); ``overhead``
+    is ``--overhead-ms`` (:func:`resolve_overhead`). Exit codes: 0 done, 2 bad arguments or
+    scenario, 1 the stack failed, 130 interrupted.
     """
     from gateway.yamlio import FormatError
 
@@ -357,6 +434,16 @@ def run_bench(
         err.print(f"[red]{exc}[/red]")
         return 2
     proto: Protocol = "grpc" if protocol == "grpc" else "http"
+    try:
+        mode = overhead_mode(overhead, sc, compare_sim)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+    try:
+        sc, gw_settings, oh_meta = resolve_overhead(mode, sc, protocol, err)
+    except Exception as exc:
+        err.print(f"[red]overhead calibration failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
     sim: dict[str, Any] | None = None
     if compare_sim:  # first: it takes seconds, and a failure should not waste the live run
         try:
@@ -366,7 +453,15 @@ def run_bench(
             return 1
     t0 = time.monotonic()
     try:
-        run = run_live(sc, names, protocol=proto, gateways=gateways, console=err, via=via)
+        run = run_live(
+            sc,
+            names,
+            protocol=proto,
+            gateways=gateways,
+            console=err,
+            via=via,
+            gateway_settings=gw_settings,
+        )
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; every child stopped[/yellow]")
         return 130
@@ -376,6 +471,7 @@ def run_bench(
     live = run.doc
     live["meta"]["wall_s"] = round(time.monotonic() - t0, 1)
     live["meta"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    live["meta"]["overhead"] = oh_meta
     result: dict[str, Any] = live
     if sim is not None:
         from loadtest.bench_fidelity import fidelity
@@ -390,6 +486,12 @@ def run_bench(
     from loadtest.bench_report import plot_compare, plot_live, print_tables
 
     print_tables(result, out)
+    if oh_meta["source"] != "off":
+        o = oh_meta["sim"]
+        out.print(
+            f"live path overhead ({oh_meta['source']}): simulator p50 {o['p50']:g} ms, p99 "
+            f"{o['p99']:g} ms; gateways' overhead_ms {oh_meta['gateway_ms']:g}"
+        )
     if plot is not None:
         if compare_sim:
             plot_compare(result, plot)

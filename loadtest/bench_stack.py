@@ -128,6 +128,8 @@ class LiveStack:
         via: ``gateway`` (``synergai serve`` replicas) or ``envoy``: per policy one real Envoy
             with ``synergai epp`` (that policy, the same config and Valkey) picking for it
             (:class:`gateway.epp.stack.EnvoyStack`); ``replicas`` is then ignored.
+        settings: extra gateway settings for every gateway (and endpoint picker), e.g.
+            ``{"overhead_ms": 2.1}`` (:mod:`loadtest.bench_calibrate`).
     """
 
     def __init__(
@@ -138,8 +140,10 @@ class LiveStack:
         replicas: int = 1,
         progress: bool = True,
         via: str = "gateway",
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.scenario = scenario
+        self.settings = dict(settings or {})
         self.workdir = workdir
         self.replicas = max(1, replicas)
         self.progress = progress
@@ -179,6 +183,7 @@ class LiveStack:
                 "profiles": str(profiles),
                 "workers": [w.as_config() for w in workers],
                 "models": models,
+                **self.settings,
             }
             self.config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         except BaseException:
@@ -223,7 +228,7 @@ class LiveStack:
         assert self.config is not None
         doc = yaml.safe_load(self.config.read_text(encoding="utf-8"))
         settings = {"policy": policy, "models": doc.get("models", {}),
-                    "seed": int(getattr(self.scenario, "seed", 0))}  # fmt: skip
+                    "seed": int(getattr(self.scenario, "seed", 0)), **self.settings}  # fmt: skip
         front = EnvoyStack(
             doc["workers"], self.workdir / f"envoy-{policy}", Path(doc["profiles"]),
             settings=settings, redis_url=self.valkey.url, concurrency=2,

@@ -20,10 +20,11 @@ from pathlib import Path
 from gateway.scenario import Scenario, Workload, load_scenario
 from loadtest.client import Arrival
 
-__all__ = ["RequestMix", "live_trace", "scenario_for_run"]
+__all__ = ["RequestMix", "keep_private", "live_trace", "scenario_for_run"]
 
 
-def _keep_private(src: Scenario, out: Scenario) -> Scenario:
+def keep_private(src: Scenario, out: Scenario) -> Scenario:
+    """``out`` (a ``model_copy`` of ``src``) with ``src``'s profiles and path."""
     out._book = src._book
     out._path = src._path
     return out
@@ -43,12 +44,12 @@ def scenario_for_run(
     if time_scale is not None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, not {time_scale}")
-        sc = _keep_private(sc, sc.model_copy(update={"time_scale": time_scale}))
+        sc = keep_private(sc, sc.model_copy(update={"time_scale": time_scale}))
     if duration_s is None:
         return sc
     if duration_s <= 0:
         raise ValueError(f"duration must be > 0 s, not {duration_s}")
-    return _keep_private(sc, sc.model_copy(update={"duration_s": duration_s / sc.time_scale}))
+    return keep_private(sc, sc.model_copy(update={"duration_s": duration_s / sc.time_scale}))
 
 
 def live_trace(scenario: Scenario, seed: int | None = None) -> list[Arrival]:

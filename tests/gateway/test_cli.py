@@ -83,11 +83,13 @@ CASES: dict[str, list[Case]] = {
         Case(
             ["bench", "--scenario", "demo", "--policy", "synergai", "--duration", "4",
              "--protocol", "grpc", "--gateways", "2", "--time-scale", "4", "--compare-sim",
-             "--json", "--plot", "b.png", "--html", "b.html", "--via", "envoy"],
+             "--json", "--plot", "b.png", "--html", "b.html", "--via", "envoy",
+             "--overhead-ms", "auto"],
             "loadtest.bench", "run_bench",
             {"scenario": BUNDLED / "demo.yaml", "policies": ["synergai"], "duration": 4.0,
              "protocol": "grpc", "gateways": 2, "time_scale": 4.0, "compare_sim": True,
-             "json_out": True, "plot": Path("b.png"), "html": Path("b.html"), "via": "envoy"},
+             "json_out": True, "plot": Path("b.png"), "html": Path("b.html"), "via": "envoy",
+             "overhead": "auto"},
         ),
     ],
     "bench overhead": [

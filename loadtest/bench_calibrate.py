@@ -1,0 +1,135 @@
+"""The live path's fixed cost per request, measured on this machine (issue 15.7).
+
+``bench --compare-sim`` calls :func:`calibrate` before its live run (``--overhead-ms auto``):
+the calibration scenario (``loadtest/live/calibrate/overhead.yaml``: one emulated Triton
+server, one slot, no rtt, a model that always takes :data:`SERVICE_MS`, a request every 50 ms so
+none ever waits) is replayed through one ``synergai serve`` (``round_robin``) with the bench's
+own open-loop client, so everything a request costs beyond its service is the path's own: the
+client (and its lag), the gateway, Triton's HTTP front end, the ensemble, the python-backend
+IPC and sleep overshoot. From it:
+
+* the simulator's ``overhead_ms`` = ``{p50, p99}`` of ``client latency - SERVICE_MS``;
+* the live gateways' ``overhead_ms`` setting = the part their own latency measurement contains
+  (mean of ``synergai_request_duration_seconds`` minus ``SERVICE_MS``): what the client and the
+  gateway's front end add before and after it, the gateway cannot see, and telling it would
+  bias its online correction (it would subtract a cost its figures do not include).
+
+It is measured rather than fixed because it is mostly CPU time on a shared 2-core machine: it
+grows with the load average (``docs/benchmarks.md``, Simulator vs live, has the figures).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.scenario import Overhead
+
+__all__ = ["CALIBRATION", "SERVICE_MS", "Calibration", "calibrate"]
+
+CALIBRATION = Path(__file__).resolve().parent / "live" / "calibrate" / "overhead.yaml"
+"""The calibration scenario."""
+SERVICE_MS = 5.0
+"""Its model's fixed service time (ms)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One measurement (ms; the client's view unless said otherwise).
+
+    Attributes:
+        p50_ms: median of ``client latency - SERVICE_MS``.
+        p99_ms: its 99th percentile.
+        mean_ms: its mean.
+        gateway_ms: mean of the gateway's own measurement minus ``SERVICE_MS`` (>= 0).
+        requests: answered requests it is based on.
+        loadavg: 1-minute load average before and after.
+    """
+
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    gateway_ms: float
+    requests: int
+    loadavg: tuple[float, float]
+
+    def overhead(self) -> Overhead:
+        """The simulator's ``overhead_ms``."""
+        p50 = max(0.0, self.p50_ms)
+        return Overhead(p50=round(p50, 3), p99=round(max(p50, self.p99_ms), 3))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, rounded."""
+        d = asdict(self)
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def duration_seconds(metrics: str) -> tuple[float, float]:
+    """``(sum s, count)`` of ``synergai_request_duration_seconds`` in a ``/metrics`` text."""
+    total = count = 0.0
+    pat = re.compile(r"synergai_request_duration_seconds_(sum|count)(?:\{[^}]*\})? (\S+)")
+    for line in metrics.splitlines():
+        m = pat.match(line)
+        if m:
+            if m.group(1) == "sum":
+                total += float(m.group(2))
+            else:
+                count += float(m.group(2))
+    return total, count
+
+
+def calibrate(protocol: str = "http", seconds: float = 10.0) -> Calibration:
+    """Measure the fixed cost through one gateway (see the module docstring).
+
+    Raises:
+        RuntimeError: fewer than 20 requests were answered.
+    """
+    import shutil
+
+    from gateway.scenario import load_scenario
+    from loadtest.bench import _run_async
+    from loadtest.bench_stack import LiveStack
+    from loadtest.bench_workload import live_trace, scenario_for_run
+    from loadtest.client import Payloads
+    from loadtest.loops import replay
+
+    sc = scenario_for_run(load_scenario(CALIBRATION), seconds)
+    trace = live_trace(sc)
+    wd = Path(tempfile.mkdtemp(prefix="synergai-calibrate-"))
+    load0 = os.getloadavg()[0]
+    try:
+        with LiveStack(sc, wd, progress=False) as stack:
+            gw = stack.start_gateways("round_robin")[0]
+            target = gw.url if protocol == "http" else gw.grpc_target
+            s0, c0 = duration_seconds(gw.metrics())
+            outcomes = _run_async(
+                replay(
+                    trace,
+                    [target],
+                    "grpc" if protocol == "grpc" else "http",
+                    timeout_s=5.0,
+                    payloads=Payloads(),
+                    on_start=stack.fleet.reset_clock,
+                )
+            )
+            s1, c1 = duration_seconds(gw.metrics())
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
+    lat = sorted(o.latency_ms - SERVICE_MS for o in outcomes if o.status == "ok")
+    if len(lat) < 20:
+        raise RuntimeError(f"overhead calibration: only {len(lat)} requests answered")
+    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+    gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 - SERVICE_MS if c1 > c0 else 0.0
+    return Calibration(
+        p50_ms=statistics.median(lat),
+        p99_ms=p99,
+        mean_ms=statistics.fmean(lat),
+        gateway_ms=max(0.0, gw_mean),
+        requests=len(lat),
+        loadavg=(round(load0, 2), round(os.getloadavg()[0], 2)),
+    )

@@ -1,0 +1,76 @@
+"""``bench --overhead-ms``: what the simulator and the live gateways are given (no stack here)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from gateway.scenario import Overhead, load_scenario
+from loadtest.bench import overhead_mode, resolve_overhead
+from loadtest.bench_calibrate import CALIBRATION, SERVICE_MS, Calibration, duration_seconds
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "loadtest" / "scenarios" / "demo.yaml"
+
+
+def _console() -> Console:
+    return Console(file=io.StringIO())
+
+
+def test_mode_defaults() -> None:
+    sc = load_scenario(DEMO)
+    assert overhead_mode(None, sc, compare_sim=True) == "auto"
+    assert overhead_mode(None, sc, compare_sim=False) is None
+    assert overhead_mode("0", sc, compare_sim=True) is None
+    assert overhead_mode("2.5", sc, compare_sim=True) == 2.5
+    assert overhead_mode("AUTO", sc, compare_sim=False) == "auto"
+    own = sc.model_copy(update={"overhead_ms": 1.0})
+    assert overhead_mode(None, own, compare_sim=True) == "scenario"
+    for bad in ("-1", "fast", "nan"):
+        with pytest.raises(ValueError, match="--overhead-ms"):
+            overhead_mode(bad, sc, compare_sim=True)
+
+
+def test_resolve_constant_and_off() -> None:
+    sc = load_scenario(DEMO)
+    out, gw, meta = resolve_overhead(2.5, sc, "http", _console())
+    assert out.overhead == Overhead(p50=2.5) and gw == {}
+    assert meta == {
+        "source": "flag",
+        "sim": {"p50": 2.5, "p99": 2.5, "mean": 2.5},
+        "gateway_ms": 0.0,
+    }
+    assert out.profile_book is sc.profile_book and out.path == sc.path
+    own = sc.model_copy(update={"overhead_ms": 3.0})
+    own._book, own._path = sc._book, sc._path
+    off, gw, meta = resolve_overhead(None, own, "http", _console())
+    assert off.overhead.p50 == 0.0 and meta["source"] == "off" and gw == {}
+    kept, gw, meta = resolve_overhead("scenario", own, "http", _console())
+    assert kept.overhead.p50 == 3.0 and meta["source"] == "scenario" and gw == {}
+
+
+def test_calibration_overhead_and_gateway_figures() -> None:
+    cal = Calibration(3.2, 9.5, 4.0, 2.1, 200, (1.0, 1.2))
+    assert cal.overhead() == Overhead(p50=3.2, p99=9.5)
+    assert Calibration(-0.1, -0.2, 0.0, 0.0, 20, (0, 0)).overhead() == Overhead(p50=0.0, p99=0.0)
+    text = (
+        "# HELP synergai_request_duration_seconds x\n"
+        'synergai_request_duration_seconds_bucket{model="a",pool="p",le="0.005"} 1.0\n'
+        'synergai_request_duration_seconds_sum{model="a",pool="p"} 0.5\n'
+        'synergai_request_duration_seconds_count{model="a",pool="p"} 50.0\n'
+        'synergai_request_duration_seconds_sum{model="b",pool="p"} 0.25\n'
+        'synergai_request_duration_seconds_count{model="b",pool="p"} 25.0\n'
+    )
+    assert duration_seconds(text) == (0.75, 75.0)
+
+
+def test_calibration_scenario_is_what_the_docstring_says() -> None:
+    sc = load_scenario(CALIBRATION)
+    p = sc.profile_book.get("calib", "fixed5")
+    assert p is not None and p.p50(1) == SERVICE_MS and p.p99(1) == SERVICE_MS
+    assert sc.pools[0].rtt_ms == 0.0 and sc.pools[0].instances == 1
+    w = sc.workload[0]
+    assert w.arrival == "constant" and 1000.0 / w.rate_rps > 5 * SERVICE_MS  # none waits
