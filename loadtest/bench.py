@@ -337,9 +337,9 @@ def resolve_overhead(
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The scenario the simulator runs, the live gateways' extra settings, and the record.
 
-    * ``auto``: measured now (:func:`loadtest.bench_calibrate.calibrate`): the simulator gets
-      the client's ``{p50, p99}``, the gateways ``overhead_ms`` = the part their own latency
-      contains;
+    * ``auto``: measured now at the run's mean request rate
+      (:func:`loadtest.bench_calibrate.calibrate`): the simulator gets the client's ``{p50,
+      p99}``, the gateways ``overhead_ms`` = the part their own latency contains;
     * a number: the simulator gets that constant; the gateways are not told (what share of it
       their own measurement contains is unknown);
     * ``scenario``: the scenario's ``overhead_ms`` as it is, gateways not told;
@@ -357,8 +357,12 @@ def resolve_overhead(
     if mode == "auto":
         from loadtest.bench_calibrate import calibrate
 
-        err.print("[dim]measuring the live path's fixed cost (calibration scenario) ...[/dim]")
-        cal = calibrate(protocol)
+        rate = len(live_trace(scenario)) / max(1e-9, float(scenario.scaled().duration_s))
+        err.print(
+            f"[dim]measuring the live path's fixed cost at {rate:.0f} requests/s "
+            "(calibration scenario) ...[/dim]"
+        )
+        cal = calibrate(protocol, rate_rps=rate)
         o = cal.overhead()
         gw = round(cal.gateway_ms, 3)
         err.print(

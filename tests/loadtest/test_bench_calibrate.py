@@ -74,3 +74,14 @@ def test_calibration_scenario_is_what_the_docstring_says() -> None:
     assert sc.pools[0].rtt_ms == 0.0 and sc.pools[0].instances == 1
     w = sc.workload[0]
     assert w.arrival == "constant" and 1000.0 / w.rate_rps > 5 * SERVICE_MS  # none waits
+
+
+def test_at_rate_keeps_requests_from_waiting_for_a_slot() -> None:
+    from loadtest.bench_calibrate import at_rate
+
+    assert at_rate(0).workload[0].rate_rps == 20.0  # the file as it is
+    for rate, slots in ((45.0, 3), (180.0, 4), (500.0, 7), (5000.0, 8)):
+        sc = at_rate(rate)
+        assert sc.workload[0].rate_rps == rate and sc.workload[0].arrival == "poisson"
+        assert sc.pools[0].instances == slots
+        assert sc.profile_book.get("calib", "fixed5") is not None
