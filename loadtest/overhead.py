@@ -107,9 +107,11 @@ def _run_row(
 
 
 def _mean_cpu(rows: list[dict[str, Any]], target: str, key: str) -> float | None:
-    """CPU ms per request of ``target``'s small-tensor HTTP rows, weighted by requests."""
+    """CPU ms per request of ``target``'s small-tensor HTTP rows (variants apart), weighted by
+    requests.
+    """
     picked = [r for r in rows if r["target"] == target and r["protocol"] == "http"
-              and key in r and not r.get("tensor_bytes")]  # fmt: skip
+              and key in r and not r.get("tensor_bytes") and not r.get("variant")]  # fmt: skip
     total = float(sum(r["rps"] for r in picked))
     if not total:
         return None

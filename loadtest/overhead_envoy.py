@@ -7,6 +7,9 @@
   config, policy and Valkey) for every request. gRPC rows name the model in the
   ``x-synergai-model`` metadata (headers only); rows with ``"variant": "model-in-body"`` send
   none, so the picker reads the ``ModelInferRequest`` (buffered body): that variant's cost.
+  The HTTP row with ``"variant": "noop-picker"`` asks :mod:`loadtest.noop_picker`, an ext_proc
+  server on the same Python gRPC transport that answers without picking: the floor of any
+  Python picker (Envoy's ext_proc stream plus two message round trips per request).
 
 The picker's and Envoy's CPU per request (``Δ(user + system) / requests``, psutil) go into the
 rows (``epp_cpu_ms_per_request``, ``envoy_cpu_ms_per_request``). :func:`summary` condenses a
@@ -25,10 +28,12 @@ import yaml
 
 from loadtest.client import Protocol
 
-__all__ = ["MIB_WIDTH", "EnvoyTargets", "OverheadTarget", "envoy_targets", "summary"]
+__all__ = ["MIB_WIDTH", "NOOP", "EnvoyTargets", "OverheadTarget", "envoy_targets", "summary"]
 
 MIB_WIDTH = 262_144
 """FP32 elements of the large-tensor rows' input: 1 MiB."""
+NOOP = "noop-picker"
+"""Variant of the ``envoy+epp`` HTTP row whose picker answers without picking (the floor)."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,11 @@ def envoy_targets(
     """
     import psutil
 
-    from gateway.epp.envoy_process import EnvoyStartError, find_envoy
+    from gateway.core.net import free_port
+    from gateway.epp.envoy_config import EnvoyLayout
+    from gateway.epp.envoy_process import EnvoyProcess, EnvoyStartError, find_envoy
     from gateway.epp.stack import EnvoyStack
+    from loadtest.noop_picker import NoopPicker
 
     try:
         find_envoy()
@@ -95,6 +103,21 @@ def envoy_targets(
             "epp_cpu_ms_per_request": psutil.Process(picked.epp.pid),
             "envoy_cpu_ms_per_request": psutil.Process(picked.envoy.pid),
         }
+        noop = stack.enter_context(NoopPicker(free_port()))
+        floor_layout = EnvoyLayout(
+            listen_port=free_port(),
+            admin_port=free_port(),
+            http_endpoints=[w["url"] for w in workers],
+            grpc_endpoints=[w["grpc_url"] for w in workers if w.get("grpc_url")],
+            epp=noop.address,
+            fail_open=False,
+        )
+        floor = stack.enter_context(EnvoyProcess(floor_layout, workdir / "envoy-noop"))
+        assert noop.pid is not None and floor.pid is not None
+        noop_cpu = {
+            "epp_cpu_ms_per_request": psutil.Process(noop.pid),
+            "envoy_cpu_ms_per_request": psutil.Process(floor.pid),
+        }
         named = {"x-synergai-model": model}
         body = "model-in-body"
         targets = [
@@ -103,19 +126,25 @@ def envoy_targets(
             OverheadTarget("envoy", "grpc", plain.address, cpu=envoy_cpu),
             OverheadTarget("envoy+epp", "grpc", picked.address, named, cpu=epp_cpu),
             OverheadTarget("envoy+epp", "grpc", picked.address, variant=body, cpu=epp_cpu),
+            OverheadTarget("envoy+epp", "http", floor.url, variant=NOOP, cpu=noop_cpu),
         ]
         yield EnvoyTargets(targets, [])
 
 
 def _find(
-    rows: Sequence[Mapping[str, Any]], target: str, protocol: str, conc: int, big: bool = False
+    rows: Sequence[Mapping[str, Any]],
+    target: str,
+    protocol: str,
+    conc: int,
+    big: bool = False,
+    variant: str = "",
 ) -> Mapping[str, Any] | None:
     for r in rows:
         if (
             r["target"] == target
             and r["protocol"] == protocol
             and r["concurrency"] == conc
-            and not r.get("variant")
+            and r.get("variant", "") == variant
             and bool(r.get("tensor_bytes")) == big
         ):
             return r
@@ -135,7 +164,9 @@ def _added(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> float | 
 
 
 def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Issue 17's figures, per protocol: throughput ratios at c=32, added p50 at c=1, 1 MiB."""
+    """Issue 17's figures, per protocol: throughput ratios at c=32, added p50 at c=1, 1 MiB;
+    for HTTP also the no-op picker's (the transport floor).
+    """
     out: dict[str, Any] = {}
     for proto in ("http", "grpc"):
         d32, d1 = _find(rows, "direct", proto, 32), _find(rows, "direct", proto, 1)
@@ -151,4 +182,9 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 _find(rows, "envoy+epp", proto, 8, big=True), _find(rows, "envoy", proto, 8, True)
             ),
         }
+    n32 = _find(rows, "envoy+epp", "http", 32, variant=NOOP)
+    n1 = _find(rows, "envoy+epp", "http", 1, variant=NOOP)
+    http = out["http"]
+    http["noop_picker_rps_vs_direct_c32"] = _ratio(n32, _find(rows, "direct", "http", 32))
+    http["noop_picker_added_p50_ms_c1_vs_envoy"] = _added(n1, _find(rows, "envoy", "http", 1))
     return out

@@ -62,8 +62,12 @@ def test_envoy_summary_and_large_tensor_rows() -> None:
         row("envoy", "http", 8, 100, 80.0, tensor_bytes=1 << 20),
         row("envoy+epp", "http", 8, 95, 84.0, tensor_bytes=1 << 20),
         row("envoy+epp", "grpc", 32, 1.0, 1.0, variant="model-in-body"),
+        row("envoy+epp", "http", 32, 1900, 11.0, variant="noop-picker"),
+        row("envoy+epp", "http", 1, 700, 1.3, variant="noop-picker"),
     ]  # fmt: skip
     s = summary(rows)["http"]
+    assert s["noop_picker_rps_vs_direct_c32"] == 0.95
+    assert s["noop_picker_added_p50_ms_c1_vs_envoy"] == 0.1
     assert s["envoy+epp_rps_vs_direct_c32"] == 0.9
     assert s["gateway_rps_vs_direct_c32"] == 0.5
     assert s["envoy+epp_added_p50_ms_c1_vs_direct"] == 0.4
@@ -82,3 +86,15 @@ def test_binary_payload_for_large_tensors() -> None:
     assert small_headers == {"content-type": "application/json"} and b'"shape":[2,4]' in small
     req = Payloads(width=262_144).grpc_request("echo", 1)
     assert len(req.raw_input_contents[0]) == 1 << 20
+
+
+def test_picker_cpu_leaves_variants_out() -> None:
+    from loadtest.overhead import _mean_cpu
+
+    rows = [
+        {"target": "envoy+epp", "protocol": "http", "rps": 100.0, "epp_cpu_ms_per_request": 2.0},
+        {"target": "envoy+epp", "protocol": "http", "rps": 300.0, "epp_cpu_ms_per_request": 1.0},
+        {"target": "envoy+epp", "protocol": "http", "rps": 900.0, "epp_cpu_ms_per_request": 0.1,
+         "variant": "noop-picker"},
+    ]  # fmt: skip
+    assert _mean_cpu(rows, "envoy+epp", "epp_cpu_ms_per_request") == 1.25
