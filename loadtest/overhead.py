@@ -12,7 +12,8 @@ instances, so the server is never the slowest part), three ways in:
   ``synergai epp`` picking every request (:mod:`loadtest.overhead_envoy`).
 
 Then one large-tensor row per target (1 MiB input, :data:`MIB_CONCURRENCY` clients; REST in
-Triton's binary-tensor extension). Rows run concurrency by concurrency, every target in turn,
+Triton's binary-tensor extension), the gRPC model-in-body variant included (its body crosses
+the picker). Rows run concurrency by concurrency, every target in turn,
 so a drifting machine hurts no target alone. ``summary`` condenses the issue-17 figures.
 
 For each target and concurrency in :data:`CONCURRENCY` (or ``--concurrency``) a closed loop
@@ -49,7 +50,7 @@ from rich.table import Table
 from loadtest.bench_stats import percentile
 from loadtest.gateway_process import GatewayProcess
 from loadtest.loops import ClosedLoopResult, closed_loop
-from loadtest.overhead_envoy import MIB_WIDTH, OverheadTarget, envoy_targets, summary
+from loadtest.overhead_envoy import MIB_WIDTH, NOOP, OverheadTarget, envoy_targets, summary
 from loadtest.overhead_rig import MODEL, MODEL_MS, Nginx, echo_rig, nginx_binary
 
 __all__ = ["CONCURRENCY", "main", "plot_overhead", "run_overhead", "summarize_collapsed"]
@@ -351,7 +352,8 @@ def run_overhead(
             for note in envoy.notes:
                 err.print(f"[yellow]{note}[/yellow]")
             plan = [(t, c, 4) for c in levels for t in targets]  # concurrency-major
-            plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets if not t.variant]
+            # 1 MiB: every target, and the gRPC model-in-body variant (the picker buffers it)
+            plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets if t.variant != NOOP]
             say(
                 f"{len(plan)} runs of {_WARMUP_S + duration:.1f} s: "
                 f"{', '.join(sorted({f'{t.name}/{t.protocol}' for t in targets}))} x "

@@ -182,6 +182,10 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 _find(rows, "envoy+epp", proto, 8, big=True), _find(rows, "envoy", proto, 8, True)
             ),
         }
+    out["grpc"]["mib_model_in_body_rps_vs_envoy_c8"] = _ratio(
+        _find(rows, "envoy+epp", "grpc", 8, big=True, variant="model-in-body"),
+        _find(rows, "envoy", "grpc", 8, big=True),
+    )
     n32 = _find(rows, "envoy+epp", "http", 32, variant=NOOP)
     n1 = _find(rows, "envoy+epp", "http", 1, variant=NOOP)
     http = out["http"]

@@ -64,6 +64,8 @@ def test_envoy_summary_and_large_tensor_rows() -> None:
         row("envoy+epp", "grpc", 32, 1.0, 1.0, variant="model-in-body"),
         row("envoy+epp", "http", 32, 1900, 11.0, variant="noop-picker"),
         row("envoy+epp", "http", 1, 700, 1.3, variant="noop-picker"),
+        row("envoy", "grpc", 8, 200, 40.0, tensor_bytes=1 << 20),
+        row("envoy+epp", "grpc", 8, 150, 50.0, tensor_bytes=1 << 20, variant="model-in-body"),
     ]  # fmt: skip
     s = summary(rows)["http"]
     assert s["noop_picker_rps_vs_direct_c32"] == 0.95
@@ -73,7 +75,9 @@ def test_envoy_summary_and_large_tensor_rows() -> None:
     assert s["envoy+epp_added_p50_ms_c1_vs_direct"] == 0.4
     assert s["envoy+epp_added_p50_ms_c1_vs_envoy"] == 0.2
     assert s["mib_envoy+epp_rps_vs_envoy_c8"] == 0.95
-    assert summary(rows)["grpc"]["envoy+epp_rps_vs_direct_c32"] is None  # variants left out
+    grpc = summary(rows)["grpc"]
+    assert grpc["envoy+epp_rps_vs_direct_c32"] is None  # variants left out
+    assert grpc["mib_model_in_body_rps_vs_envoy_c8"] == 0.75
 
 
 def test_binary_payload_for_large_tensors() -> None:
