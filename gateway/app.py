@@ -169,18 +169,7 @@ def create_app(settings: Settings, deps: AppDeps | None = None) -> FastAPI:
         metrics,
         clock,
         random.Random(settings.seed),
-        ServiceConfig(
-            models=settings.models,
-            default_slo_ms=settings.default_slo_ms,
-            request_timeout_s=settings.request_timeout_s,
-            max_inflight=settings.max_inflight,
-            low_priority_share=settings.low_priority_share,
-            high_priority=settings.high_priority,
-            timeout_slo_factor=settings.timeout_slo_factor,
-            min_timeout_s=settings.min_timeout_s,
-            retry_budget_ratio=settings.retry_budget_ratio,
-            retry_min_per_s=settings.retry_min_per_s,
-        ),
+        ServiceConfig.from_settings(settings),
     )
     health = HealthMonitor(service, clock, metrics, health_config(settings))
     service.health = health

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 from gateway.core.hints import RawHints
 from gateway.errors import Blame, GatewayError, UpstreamConnectError, UpstreamTimeout
 from gateway.health.outcome import Outcome
 from gateway.routing.types import Decision, Request, WorkerInfo
-from gateway.settings import ModelDefaults
+from gateway.settings import ModelDefaults, Settings
 from gateway.upstream.base import UpstreamResponse
 
 __all__ = [
@@ -155,17 +155,31 @@ class InferResult:
         }
 
 
+def _default(name: str) -> Any:
+    """The default of ``Settings.<name>``: :class:`ServiceConfig` repeats no default."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """The settings the request path needs (a slice of :class:`gateway.settings.Settings`)."""
+    """The settings the request path needs: a slice of :class:`gateway.settings.Settings`.
 
-    models: Mapping[str, ModelDefaults] = field(default_factory=dict)
-    default_slo_ms: float = 1000.0
-    request_timeout_s: float = 30.0
-    max_inflight: int = 4096
-    low_priority_share: float = 0.8
-    high_priority: int = 1
-    timeout_slo_factor: float = 10.0
-    min_timeout_s: float = 5.0
-    retry_budget_ratio: float = 0.2
-    retry_min_per_s: float = 10.0
+    Every field is the ``Settings`` field of the same name, with its default;
+    :meth:`from_settings` takes the slice.
+    """
+
+    models: Mapping[str, ModelDefaults] = field(default_factory=lambda: _default("models"))
+    default_slo_ms: float = _default("default_slo_ms")
+    request_timeout_s: float = _default("request_timeout_s")
+    max_inflight: int = _default("max_inflight")
+    low_priority_share: float = _default("low_priority_share")
+    high_priority: int = _default("high_priority")
+    timeout_slo_factor: float = _default("timeout_slo_factor")
+    min_timeout_s: float = _default("min_timeout_s")
+    retry_budget_ratio: float = _default("retry_budget_ratio")
+    retry_min_per_s: float = _default("retry_min_per_s")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServiceConfig:
+        """The request path's slice of ``settings``."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})

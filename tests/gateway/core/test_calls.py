@@ -100,3 +100,25 @@ def test_triton_internal_code_for_unparsable_data_is_the_clients() -> None:
         assert outcome_of(fixed) is Outcome.NEUTRAL
     broken = UpstreamResponse.from_http(500, b'{"error":"in ensemble \'m\', device lost"}')
     assert triton_client_error(broken) is broken and outcome_of(broken) is Outcome.ERROR
+
+
+def test_service_config_is_the_settings_slice() -> None:
+    """Every ``ServiceConfig`` field is a ``Settings`` field with the same default (none repeated)."""
+    from dataclasses import fields
+
+    from gateway.core.calls import ServiceConfig
+    from gateway.settings import ModelDefaults, Settings, WorkerSpec
+
+    default = ServiceConfig()
+    for f in fields(ServiceConfig):
+        assert f.name in Settings.model_fields, f.name
+        want = Settings.model_fields[f.name].get_default(call_default_factory=True)
+        assert getattr(default, f.name) == want, f.name
+    settings = Settings(
+        workers=[WorkerSpec(id="w", pool="p", arch="a", url="http://127.0.0.1:1", models=["m"])],
+        models={"m": ModelDefaults(slo_ms=7)},
+        max_inflight=3,
+        retry_min_per_s=0.5,
+    )
+    cfg = ServiceConfig.from_settings(settings)
+    assert (cfg.max_inflight, cfg.retry_min_per_s, cfg.models["m"].slo_ms) == (3, 0.5, 7)
