@@ -27,7 +27,6 @@ from gateway.demo_report import print_banner, print_policy, print_summary
 from gateway.embedded import EmbeddedValkey
 from gateway.observability.logging import configure_logging
 from gateway.routing.registry import make_policy, policy_names
-from gateway.routing.view import FleetView
 from gateway.scenario import FormatError, Scenario, load_scenario
 from gateway.server import InProcessServer, inprocess_config
 from gateway.service import InferenceService
@@ -126,13 +125,7 @@ async def _load(
         await _settle(service, fleet, name, stop)
         if stop.is_set():
             break
-        service.view = FleetView(
-            service.workers(),
-            book,
-            stale_after_s=service.view.stale_after_s,
-            predictor=service.view.cfg,
-        )
-        service.set_policy(make_policy(name, book, seed=sc.seed))
+        service.switch_policy(make_policy(name, book, seed=sc.seed), fresh_view=True)
         _say(f"load: {name}, {len(trace)} requests over {duration:g} s ...")
         t0 = time.perf_counter()
         replaying = asyncio.ensure_future(replay(trace, [url], "http", timeout_s=CLIENT_TIMEOUT_S))

@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from gateway.core.admission import Admission
@@ -68,6 +69,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.fleet import Fleet
 from gateway.health.outcome import Outcome, OutcomeSink
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.drift import DriftMonitor
@@ -95,6 +97,8 @@ class InferenceService:
         rng: the policy's random source.
         config: request-path settings.
         gateway_id: prefix of lease tokens (unique per process).
+        fleet: the fleet registry over ``view`` (default: a new one of the view's workers).
+        health: told every attempt's outcome (the health monitor), or ``None``.
     """
 
     def __init__(
@@ -108,21 +112,23 @@ class InferenceService:
         rng: random.Random,
         config: ServiceConfig,
         gateway_id: str | None = None,
+        *,
+        fleet: Fleet | None = None,
+        health: OutcomeSink | None = None,
     ) -> None:
         self.view = view
         self.policy = policy
         self.store = store
-        self.upstreams: dict[str, Upstream] = dict(upstreams)
+        self.upstreams: Mapping[str, Upstream] = MappingProxyType(dict(upstreams))
+        """An :class:`Upstream` per protocol, fixed at construction."""
         self.metrics = metrics
         self.clock = clock
         self.rng = rng
         self.config = config
         self.gateway_id = gateway_id or uuid.uuid4().hex[:12]
         self._seq = itertools.count()
-        self._workers: dict[str, WorkerInfo] = {w.id: w for w in view.workers()}
-        self._healthy: dict[str, bool] = dict.fromkeys(self._workers, True)
-        self._drained: set[str] = set()
-        self._meta_rr = itertools.count()
+        self.fleet = fleet if fleet is not None else Fleet(view, clock)
+        """Membership, health and drain: the one registry (:mod:`gateway.fleet`)."""
         self._background: set[asyncio.Task[Any]] = set()
         self._open: set[str] = set()  # lease tokens of requests in flight
         self.inflight = 0
@@ -133,7 +139,7 @@ class InferenceService:
             config.request_timeout_s, config.timeout_slo_factor, config.min_timeout_s
         )
         self.retry_budget = RetryBudget(clock, config.retry_budget_ratio, config.retry_min_per_s)
-        self.health: OutcomeSink | None = None
+        self.health = health
         """Told every attempt's :class:`Outcome` (the health monitor's outlier detection)."""
         self.drift = DriftMonitor.for_view(view, clock, metrics)
         """Profile drift per (worker, model) and observed service times (issue 10)."""
@@ -145,54 +151,50 @@ class InferenceService:
         self.view.advance(now)
         return self.policy.choose(req, self.view, now, self.rng)
 
-    def set_policy(self, policy: Policy) -> None:
-        """Switch the routing policy (ops, demo); requests in flight keep their decision."""
+    def switch_policy(self, policy: Policy, *, fresh_view: bool = False) -> None:
+        """Route with ``policy`` from now on; requests in flight keep their decision.
+
+        Args:
+            policy: the new policy (a fresh instance: policies keep state).
+            fresh_view: also forget what the view learned and booked (corrections, shadow
+                queues, peak EWMAs), so the new policy starts as the first one did; health
+                and drain stay (the fleet re-applies them). Only with nothing in flight: the
+                demo and ``synergai bench`` switch on an idle fleet.
+        """
+        if fresh_view:
+            self.view.reset()
+            self.fleet.sync_view()
         self.policy = policy
 
-    # -- fleet membership and health (collectors and discovery call these) --------------------
+    # -- the fleet (gateway.fleet.Fleet holds membership, health and drain) -----------------
 
     def workers(self) -> Sequence[WorkerInfo]:
-        """Every known worker."""
-        return list(self._workers.values())
+        """Every known worker (the fleet's)."""
+        return self.fleet.workers()
 
     def worker(self, worker_id: str) -> WorkerInfo | None:
-        """A worker by id."""
-        return self._workers.get(worker_id)
+        """A worker by id (the fleet's)."""
+        return self.fleet.worker(worker_id)
 
     def add_worker(self, info: WorkerInfo) -> None:
-        """Start routing to a new worker (discovery)."""
-        self._workers[info.id] = info
-        self._healthy.setdefault(info.id, True)
-        self.view.add_worker(info)
+        """Start routing to a new worker (discovery; :meth:`Fleet.add_worker`)."""
+        self.fleet.add_worker(info)
 
     def remove_worker(self, worker_id: str) -> None:
         """Stop routing to a worker (discovery); requests in flight finish normally."""
-        self._workers.pop(worker_id, None)
-        self._healthy.pop(worker_id, None)
-        self.view.remove_worker(worker_id)
-
-    def set_healthy(self, worker_id: str, healthy: bool) -> None:
-        """Record a health verdict (probe or outlier detection)."""
-        if worker_id in self._workers:
-            self._healthy[worker_id] = healthy
-            routable = healthy and worker_id not in self._drained
-            self.view.set_healthy(worker_id, routable, self.clock.now())
+        self.fleet.remove_worker(worker_id)
 
     def healthy(self, worker_id: str) -> bool:
         """Last health verdict of a worker (a drained worker may still be healthy)."""
-        return self._healthy.get(worker_id, False)
+        return self.fleet.healthy(worker_id)
 
     def drained(self, worker_id: str) -> bool:
         """Whether an operator drained the worker (no new requests)."""
-        return worker_id in self._drained
+        return self.fleet.drained(worker_id)
 
     def set_drained(self, worker_id: str, drained: bool) -> None:
         """Drain (no new requests; in-flight ones finish) or undrain a worker."""
-        if drained:
-            self._drained.add(worker_id)
-        else:
-            self._drained.discard(worker_id)
-        self.set_healthy(worker_id, self._healthy.get(worker_id, False))
+        self.fleet.set_drained(worker_id, drained)
 
     def serves(self, model: str) -> bool:
         """Whether any configured worker serves ``model``."""
@@ -200,7 +202,7 @@ class InferenceService:
 
     def ready(self) -> bool:
         """Ready when at least one worker is healthy and not drained."""
-        return any(h and w not in self._drained for w, h in self._healthy.items())
+        return self.fleet.ready()
 
     def model_defaults(self, model: str) -> ModelDefaults:
         """Hint defaults of ``model``."""
@@ -209,7 +211,7 @@ class InferenceService:
 
     def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None:
         """Feed a fleet-wide figure to the view (and metrics)."""
-        if worker_id in self._workers:
+        if self.fleet.worker(worker_id) is not None:
             self.view.apply_shared(
                 worker_id, load.outstanding, load.work_ms, observed_at, load.free_ms
             )
@@ -225,10 +227,7 @@ class InferenceService:
         return resolve_hints(call.hints, call.parameters, d.slo_ms, d.priority, d.category)
 
     def _shed(self, req: Request, decision: Decision) -> GatewayError:
-        serving = [w for w in self._workers.values() if req.model in w.models]
-        if not any(
-            self._healthy.get(w.id, False) and w.id not in self._drained for w in serving
-        ) or decision.reason in (
+        if not self.fleet.any_routable(req.model) or decision.reason in (
             "no_worker",
             "unavailable",
             "no_healthy",
@@ -279,7 +278,7 @@ class InferenceService:
         decision = self.decide(req, now)
         self.metrics.decision.observe(time.perf_counter() - t0)
         wid = decision.worker
-        worker = self._workers.get(wid) if wid is not None else None
+        worker = self.fleet.worker(wid) if wid is not None else None
         if worker is None:
             raise self._shed(req, decision)
         return self._book(req, decision, worker, self.timeouts.total_s(req.slo_ms))
@@ -384,11 +383,7 @@ class InferenceService:
     def _overloaded(self, model: str, priority: int) -> GatewayError:
         """The error for a request the gateway is too full to admit (503 if none is healthy)."""
         self.metrics.slo_violations.labels(model, str(priority), "shed").inc()
-        if not any(
-            self._healthy.get(w.id, False) and w.id not in self._drained
-            for w in self._workers.values()
-            if model in w.models
-        ):
+        if not self.fleet.any_routable(model):
             self.metrics.shed.labels("no_worker").inc()
             return NoHealthyWorker(f"no healthy worker serves model '{model}'")
         self.metrics.shed.labels("overload").inc()
@@ -431,7 +426,7 @@ class InferenceService:
             return give_up("slo")
         again = Request(req.model, left_ms, req.batch, req.priority, req.category, now)
         decision = self._choose_excluding(again, failed.id, now)
-        worker = self._workers.get(decision.worker) if decision.worker is not None else None
+        worker = self.fleet.worker(decision.worker) if decision.worker is not None else None
         if worker is None or worker.id == failed.id:
             return give_up("no_worker")
         if math.isfinite(decision.predicted_ms) and decision.predicted_ms > left_ms:
@@ -448,7 +443,7 @@ class InferenceService:
         The worker is marked down in the view and restored right after, with no ``await`` in
         between, so no other request can see the change.
         """
-        state = self.view.state(worker_id) if worker_id in self._workers else None
+        state = self.view.state(worker_id) if self.fleet.worker(worker_id) is not None else None
         hide = state is not None and state.available(now)
         if hide:
             self.view.set_healthy(worker_id, False, now)
@@ -581,15 +576,7 @@ class InferenceService:
             NoHealthyWorker: none of them is healthy.
             UpstreamTimeout, UpstreamError: the worker did not answer.
         """
-        serving = [w for w in self._workers.values() if model in w.models]
-        if not serving:
-            raise ModelNotFound(f"unknown model '{model}'")
-        healthy = [
-            w for w in serving if self._healthy.get(w.id, False) and w.id not in self._drained
-        ]
-        if not healthy:
-            raise NoHealthyWorker(f"no healthy worker serves model '{model}'")
-        worker = healthy[next(self._meta_rr) % len(healthy)]
+        worker = self.fleet.meta_worker(model)
         upstream = self.upstreams[protocol]
         timeout = min(self.config.request_timeout_s, 10.0)
         if timeout_s is not None:

@@ -11,8 +11,9 @@ optional dependencies: :func:`blocking_imports`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,14 @@ class FakeUpstream:
     closed: bool = False
     fail: dict[str, GatewayError] = field(default_factory=dict)
     """Worker id -> error to raise for it (connection refused, timeout...)."""
+    deadlines: list[float | None] = field(default_factory=list)
+    """Every deadline a caller bounded its calls by (:meth:`deadline`)."""
+
+    @contextlib.contextmanager
+    def deadline(self, at: float | None) -> Iterator[None]:
+        """Record ``at`` (a :class:`~gateway.upstream.base.DeadlineUpstream`, as the gRPC one)."""
+        self.deadlines.append(at)
+        yield
 
     async def start(self) -> None:
         """Mark started."""

@@ -66,8 +66,8 @@ from gateway.errors import (
 from gateway.routing.types import WorkerInfo
 from gateway.service import InferCall, InferenceService, InferResult
 from gateway.settings import Settings
-from gateway.upstream.base import UpstreamResponse
-from gateway.upstream.grpc_client import SERVICE, GrpcUpstream, to_grpc_code
+from gateway.upstream.base import DeadlineUpstream, UpstreamResponse
+from gateway.upstream.grpc_client import SERVICE, to_grpc_code
 
 __all__ = ["GRPC_EXTENSIONS", "GrpcFrontDoor", "GrpcServer", "serve_grpc", "start_grpc_server"]
 
@@ -130,9 +130,9 @@ class GrpcFrontDoor:
     """The RPC handlers, bound to one app's :class:`InferenceService` (no globals).
 
     Args:
-        service: the shared request path.
-        upstream: the gRPC upstream; registered as the service's ``"grpc"`` upstream if the
-            service has none yet.
+        service: the shared request path; its ``"grpc"`` upstream (a
+            :class:`~gateway.upstream.base.DeadlineUpstream`: the :class:`GrpcUpstream` built
+            with the gateway) carries every call.
         stream_window: most messages of one ``ModelStreamInfer`` stream in flight at once
             (reading the stream pauses beyond it: back-pressure to the client).
         meta_timeout_s: upper bound of forwarded metadata / ready calls.
@@ -141,14 +141,15 @@ class GrpcFrontDoor:
     def __init__(
         self,
         service: InferenceService,
-        upstream: GrpcUpstream,
         *,
         stream_window: int = 64,
         meta_timeout_s: float = _META_TIMEOUT_S,
     ) -> None:
+        upstream = service.upstreams.get("grpc")
+        if not isinstance(upstream, DeadlineUpstream):
+            raise ValueError("the service has no 'grpc' upstream: build it with a GrpcUpstream")
         self.service = service
         self.upstream = upstream
-        service.upstreams.setdefault("grpc", upstream)
         self.stream_window = stream_window
         self.meta_timeout_s = meta_timeout_s
         self._server_metadata: bytes = service_pb2.ServerMetadataResponse(
@@ -452,11 +453,13 @@ class GrpcServer:
         return bound
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop accepting calls, let those in flight finish within ``grace_s``, close channels."""
+        """Stop accepting calls, let those in flight finish within ``grace_s``.
+
+        The upstream's channels belong to the service (closed with the gateway).
+        """
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace_s)
-        await self.front.upstream.close()
 
 
 async def start_grpc_server(
@@ -468,28 +471,20 @@ async def start_grpc_server(
 ) -> GrpcServer | None:
     """Build and start the gRPC front door of an app (``None`` when ``port`` is ``None``).
 
-    Creates the :class:`GrpcUpstream` (registered as the service's ``"grpc"`` upstream), the
-    handlers and the server. Call inside the app's event loop (its lifespan) and
-    ``await server.stop()`` on shutdown.
+    Creates the handlers and the server over the service's ``"grpc"`` upstream (started with
+    the gateway). Call inside the app's event loop (its lifespan) and ``await server.stop()``
+    on shutdown.
 
     Args:
-        service: the app's request path.
+        service: the app's request path (with a ``"grpc"`` :class:`GrpcUpstream`).
         host: bind address (``settings.host``).
         port: ``settings.grpc_port``; 0 picks a free port, ``None`` disables gRPC.
         max_message_bytes: ``settings.max_body_bytes``.
     """
     if port is None:
         return None
-    upstream = GrpcUpstream(max_message_bytes=max_message_bytes)
-    await upstream.start()
-    server = GrpcServer(
-        GrpcFrontDoor(service, upstream), host, port, max_message_bytes=max_message_bytes
-    )
-    try:
-        await server.start()
-    except BaseException:
-        await upstream.close()
-        raise
+    server = GrpcServer(GrpcFrontDoor(service), host, port, max_message_bytes=max_message_bytes)
+    await server.start()
     log.info("gRPC front door on %s:%d", host, server.port)
     return server
 

@@ -1,9 +1,10 @@
 """Worker health: active readiness probes plus passive outlier detection, in one verdict.
 
 A worker takes traffic when **its readiness probe passes and it is not ejected** (and an
-operator has not drained it, which the service tracks apart). The monitor is the only writer
-of that verdict: it calls ``service.set_healthy(worker, verdict)`` whenever it changes, and the
-service passes it to the routing view, so a policy never sees an unhealthy worker.
+operator has not drained it, which the fleet tracks apart). The monitor is the only writer
+of that verdict: it calls ``fleet.set_healthy(worker, verdict)`` whenever it changes, and the
+fleet registry (:mod:`gateway.fleet`) passes "healthy and not drained" to the routing view, so
+a policy never sees an unhealthy worker.
 
 * Probes (:mod:`gateway.health.probe`) run every ``probe_interval_s``, all workers
   concurrently (at most ``max_concurrent_probes`` at once). A worker turns unhealthy after
@@ -43,10 +44,8 @@ __all__ = ["HealthConfig", "HealthMonitor", "health_config"]
 log = logging.getLogger(__name__)
 
 
-class _ServiceLike(Protocol):
-    """What the monitor needs of :class:`gateway.service.InferenceService`."""
-
-    upstreams: dict[str, Upstream]
+class _FleetLike(Protocol):
+    """What the monitor needs of :class:`gateway.fleet.Fleet`."""
 
     def workers(self) -> Sequence[WorkerInfo]: ...
     def worker(self, worker_id: str) -> WorkerInfo | None: ...
@@ -82,7 +81,8 @@ class HealthMonitor:
     """Owns each worker's health verdict; see the module docstring.
 
     Args:
-        service: the request path (membership, upstreams, ``set_healthy``).
+        fleet: the fleet registry (membership; told each verdict with ``set_healthy``).
+        upstream: the REST upstream the probes go through.
         clock: time source.
         metrics: app metrics (``synergai_worker_healthy``, ejections, panic), or ``None``.
         config: probe and outlier settings.
@@ -90,13 +90,15 @@ class HealthMonitor:
 
     def __init__(
         self,
-        service: _ServiceLike,
+        fleet: _FleetLike,
+        upstream: Upstream,
         clock: Clock,
         metrics: GatewayMetrics | None = None,
         config: HealthConfig | None = None,
     ) -> None:
         self.config = config or HealthConfig()
-        self._service = service
+        self._fleet = fleet
+        self._upstream = upstream
         self._clock = clock
         self._metrics = metrics
         self._probes: dict[str, _Probe] = {}
@@ -119,8 +121,8 @@ class HealthMonitor:
             self._metrics.worker_healthy.labels(info.id).set(1)
 
     def sync(self) -> None:
-        """Follow the service's membership (workers added or removed by discovery)."""
-        known = {w.id: w for w in self._service.workers()}
+        """Follow the fleet's membership (workers added or removed by discovery)."""
+        known = {w.id: w for w in self._fleet.workers()}
         for wid in [w for w in self._probes if w not in known]:
             del self._probes[wid]
             self._verdict.pop(wid, None)
@@ -140,7 +142,7 @@ class HealthMonitor:
         verdict = self.healthy(worker, now)
         if self._verdict.get(worker) is not verdict:
             self._verdict[worker] = verdict
-            self._service.set_healthy(worker, verdict)
+            self._fleet.set_healthy(worker, verdict)
             if self._metrics is not None:
                 self._metrics.worker_healthy.labels(worker).set(1 if verdict else 0)
 
@@ -161,7 +163,7 @@ class HealthMonitor:
     def observe(self, worker: str, outcome: Outcome) -> None:
         """Count the outcome of one request on ``worker`` (the request path calls this)."""
         if worker not in self._probes:
-            info = self._service.worker(worker)
+            info = self._fleet.worker(worker)
             if info is None:
                 return
             self._track(info)
@@ -189,12 +191,9 @@ class HealthMonitor:
 
     # active -----------------------------------------------------------------------------
     async def _probe_one(self, info: WorkerInfo) -> None:
-        upstream = self._service.upstreams.get("http")
-        if upstream is None:
-            return
         async with self._sem:
             res: ProbeResult = await probe_worker(
-                upstream, info, self.config.probe_timeout_s, self.config.probe_models
+                self._upstream, info, self.config.probe_timeout_s, self.config.probe_models
             )
         p = self._probes.get(info.id)
         if p is None:
@@ -221,7 +220,7 @@ class HealthMonitor:
     async def probe_all(self) -> None:
         """Probe every worker once, concurrently (a ``Periodic`` tick)."""
         self.sync()
-        await asyncio.gather(*(self._probe_one(w) for w in self._service.workers()))
+        await asyncio.gather(*(self._probe_one(w) for w in self._fleet.workers()))
         self._report_panic()
 
     # introspection ------------------------------------------------------------------------

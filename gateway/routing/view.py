@@ -106,6 +106,24 @@ class FleetView:
         for info in workers:
             self.add_worker(info)
 
+    def reset(self) -> None:
+        """A fresh view of the same workers and settings: nothing learned, nothing booked.
+
+        Every worker comes back healthy (its owner re-applies health:
+        :meth:`gateway.fleet.Fleet.sync_view`). Call it only with nothing in flight.
+        """
+        truth = self.truth
+        FleetView.__init__(
+            self,
+            self.workers(),
+            self.book,
+            stale_after_s=self.stale_after_s,
+            eject_s=self.eject_s,
+            predictor=self.cfg,
+            release_lag_ms=self.release_lag_ms,
+        )
+        self.truth = truth
+
     # discovery -----------------------------------------------------------------------------
     def add_worker(self, info: WorkerInfo) -> None:
         """Add (or replace) a worker; models without a profile on its arch are ignored."""

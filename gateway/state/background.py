@@ -1,13 +1,15 @@
 """Wires the shared-state collectors of one app: refresh + lease repair, Triton scrape, discovery.
 
-Called once by the app's lifespan after the store is connected::
+Called by the gateway's start (:meth:`gateway.assembly.Gateway.start`) after the store is
+connected::
 
-    loops = state_loops(service, metrics, clock, settings)   # list[Periodic], not started
+    loops = state_loops(service, store, reconciler, metrics, clock, settings)  # not started
 
-It wraps ``service.store`` in a :class:`~gateway.state.reconcile.ReconciledStore` when scraping
-is on (``scrape_interval_s``), so every figure the request path and the refresher apply already
-includes the load Triton sees beyond Redis. Every loop runs apart from the request path; none
-blocks a request.
+When scraping is on (``scrape_interval_s``), :func:`gateway.assembly.build_gateway` built the
+service's store as a :class:`~gateway.state.reconcile.ReconciledStore` over ``reconciler``, so
+every figure the request path and the refresher apply already includes the load Triton sees
+beyond Redis; the scrape loop here feeds that reconciler. Every loop runs apart from the
+request path; none blocks a request.
 
 Intervals: refresh every ``refresh_interval_s`` (100 ms); lease repair every
 ``min(5 s, lease_ttl_s / 4)``, so a killed gateway's leases are gone within 1.25 TTL; scrape
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Protocol
 
 from gateway.core.clock import Clock
 from gateway.discovery.base import DiscoverySync, Membership
@@ -27,14 +28,10 @@ from gateway.discovery.build import make_sources
 from gateway.observability.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.state.collectors import Periodic, SharedStateRefresher
-from gateway.state.reconcile import ReconciledStore, Reconciler, TritonScraper
+from gateway.state.reconcile import Reconciler, TritonScraper
 from gateway.state.store import StateStore
 
 __all__ = ["repair_interval_s", "state_loops"]
-
-
-class _Service(Membership, Protocol):
-    store: StateStore
 
 
 def repair_interval_s(lease_ttl_s: float) -> float:
@@ -43,7 +40,9 @@ def repair_interval_s(lease_ttl_s: float) -> float:
 
 
 def state_loops(
-    service: _Service,
+    service: Membership,
+    store: StateStore,
+    reconciler: Reconciler | None,
     metrics: GatewayMetrics,
     clock: Clock,
     settings: Settings,
@@ -52,20 +51,18 @@ def state_loops(
     """The shared-state loops of one app (see the module docstring); not started.
 
     Args:
-        service: the app's :class:`gateway.service.InferenceService` (its ``store`` may be
-            wrapped here).
+        service: the app's :class:`gateway.service.InferenceService` (membership,
+            ``apply_shared``).
+        store: the store the service uses (read by the refresher).
+        reconciler: what the scrape feeds (``None``: scraping off).
         metrics: the app's metrics.
         clock: the app's clock.
         settings: validated settings.
         env: environment for Kubernetes discovery (default: ``os.environ``).
     """
     loops: list[Periodic] = []
-    store = service.store
-    if settings.scrape_interval_s is not None:
+    if settings.scrape_interval_s is not None and reconciler is not None:
         interval = settings.scrape_interval_s
-        reconciler = Reconciler(clock, max_age_s=max(3.0 * interval, settings.stale_after_s))
-        store = ReconciledStore(store, reconciler)
-        service.store = store
         scraper = TritonScraper(
             service.workers, reconciler, clock, timeout_s=min(1.0, max(interval, 0.2))
         )

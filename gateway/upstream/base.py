@@ -19,13 +19,20 @@ typed :class:`~gateway.errors.StatusCode`, and passes through.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.errors import Blame, StatusCode, blame, code_for_http, http_status
 from gateway.routing.types import WorkerInfo
 
-__all__ = ["PASS_REQUEST_HEADERS", "PASS_RESPONSE_HEADERS", "Upstream", "UpstreamResponse"]
+__all__ = [
+    "PASS_REQUEST_HEADERS",
+    "PASS_RESPONSE_HEADERS",
+    "DeadlineUpstream",
+    "Upstream",
+    "UpstreamResponse",
+]
 
 PASS_REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
 """Request headers forwarded to Triton (lower-case); everything else stays at the gateway.
@@ -115,6 +122,17 @@ class Upstream(Protocol):
             UpstreamTimeout: no answer within ``timeout_s``.
             UpstreamError: the connection failed.
         """
+
+
+@runtime_checkable
+class DeadlineUpstream(Upstream, Protocol):
+    """An upstream whose calls a context can bound by a deadline (the gRPC door's).
+
+    :class:`~gateway.upstream.grpc_client.GrpcUpstream` is the real one.
+    """
+
+    def deadline(self, at: float | None) -> AbstractContextManager[None]:
+        """Bound every call made in this context by ``at`` (``time.monotonic()`` s)."""
 
 
 def make_http_upstream(

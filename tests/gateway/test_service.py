@@ -16,7 +16,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.health.outcome import Outcome
+from gateway.health.outcome import Outcome, OutcomeSink
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.registry import make_policy
@@ -34,6 +34,7 @@ def _service(
     book: ProfileBook,
     policy: object | None = None,
     upstream: FakeUpstream | None = None,
+    health: OutcomeSink | None = None,
     **cfg: object,
 ) -> tuple[InferenceService, FakeUpstream, MemoryStore, ManualClock]:
     clock = ManualClock(100.0)
@@ -43,11 +44,12 @@ def _service(
         FleetView(infos, book),
         policy or make_policy("round_robin", book),  # type: ignore[arg-type]
         store,
-        {"http": up},
+        {"http": up, "grpc": up},
         GatewayMetrics(),
         clock,
         random.Random(1),
         ServiceConfig(models={"m1": ModelDefaults(slo_ms=50, priority=1)}, **cfg),  # type: ignore[arg-type]
+        health=health,
     )
     return svc, up, store, clock
 
@@ -159,8 +161,8 @@ async def test_shed_decision_is_429(infos: list[WorkerInfo], book: ProfileBook) 
 
 async def test_no_healthy_worker_is_503(infos: list[WorkerInfo], book: ProfileBook) -> None:
     svc, *_ = _service(infos, book)
-    svc.set_healthy("f0", False)
-    svc.set_healthy("s0", False)
+    svc.fleet.set_healthy("f0", False)
+    svc.fleet.set_healthy("s0", False)
     assert not svc.ready()
     with pytest.raises(NoHealthyWorker):
         await svc.infer(_call())
@@ -279,9 +281,8 @@ async def test_only_worker_faults_count_against_the_worker(
     outcome: Outcome,
 ) -> None:
     up = FakeUpstream(respond=lambda w, t, b: _answer(protocol, status))
-    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
-    svc.upstreams["grpc"] = up
-    svc.health = sink = _Outcomes()
+    sink = _Outcomes()
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up, sink)
     st = svc.view.state("f0")
     before = (st.ewma_ms, {m: (c.samples, c.g) for m, c in st.corrections.items()})
     res = await svc.infer(_call(protocol=protocol))
@@ -297,8 +298,8 @@ async def test_only_worker_faults_count_against_the_worker(
 async def test_success_teaches_the_view_and_drift(
     infos: list[WorkerInfo], book: ProfileBook
 ) -> None:
-    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")))
-    svc.health = sink = _Outcomes()
+    sink = _Outcomes()
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), health=sink)
     await svc.infer(_call())
     st = svc.view.state("f0")
     assert sink.seen == [("f0", Outcome.SUCCESS)]
@@ -317,8 +318,8 @@ async def test_raised_outcomes(
     infos: list[WorkerInfo], book: ProfileBook, error: GatewayError, outcome: Outcome
 ) -> None:
     up = FakeUpstream(fail={"f0": error})
-    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
-    svc.health = sink = _Outcomes()
+    sink = _Outcomes()
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up, sink)
     with pytest.raises(type(error)):
         await svc.infer(_call())
     assert sink.seen == [("f0", outcome)]
@@ -330,8 +331,8 @@ async def test_raised_outcomes(
 
 async def test_cancelled_request_is_neutral(infos: list[WorkerInfo], book: ProfileBook) -> None:
     up = FakeUpstream(delay_s=10.0)
-    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up)
-    svc.health = sink = _Outcomes()
+    sink = _Outcomes()
+    svc, *_ = _service(infos, book, FixedPolicy(Decision("f0", 3.0, 2.0, "fit")), up, sink)
     task = asyncio.ensure_future(svc.infer(_call()))
     while not up.sent:
         await asyncio.sleep(0)

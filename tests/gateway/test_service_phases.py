@@ -10,7 +10,7 @@ import pytest
 
 from gateway.core.clock import ManualClock
 from gateway.errors import BadRequest, ModelNotFound, NoHealthyWorker, Shed
-from gateway.health.outcome import Outcome
+from gateway.health.outcome import Outcome, OutcomeSink
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.registry import make_policy
@@ -31,7 +31,10 @@ class _Health:
 
 
 def _service(
-    infos: list[WorkerInfo], book: ProfileBook, policy: object | None = None
+    infos: list[WorkerInfo],
+    book: ProfileBook,
+    policy: object | None = None,
+    health: OutcomeSink | None = None,
 ) -> tuple[InferenceService, MemoryStore, ManualClock, FakeUpstream]:
     clock = ManualClock(100.0)
     store = MemoryStore(clock)
@@ -45,6 +48,7 @@ def _service(
         clock,
         random.Random(1),
         ServiceConfig(models={"m1": ModelDefaults(slo_ms=50, priority=1)}),
+        health=health,
     )
     return svc, store, clock, up
 
@@ -56,9 +60,8 @@ def _call(model: str = "m1", **kw: object) -> InferCall:
 async def test_begin_books_and_end_settles_without_sending(
     infos: list[WorkerInfo], book: ProfileBook
 ) -> None:
-    svc, store, clock, up = _service(infos, book)
     health = _Health()
-    svc.health = health
+    svc, store, clock, up = _service(infos, book, health=health)
     ticket = svc.begin(_call())
     wid = ticket.worker.id
     assert ticket.decision.worker == wid and ticket.policy == "synergai"
@@ -114,7 +117,7 @@ async def test_begin_raises_before_booking(infos: list[WorkerInfo], book: Profil
     with pytest.raises(Shed):
         svc.begin(_call())
     for w in infos:
-        svc.set_healthy(w.id, False)
+        svc.fleet.set_healthy(w.id, False)
     with pytest.raises(NoHealthyWorker):
         svc.begin(_call())
     assert svc.inflight == 0

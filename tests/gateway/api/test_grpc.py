@@ -29,7 +29,7 @@ from gateway.service import InferenceService, ServiceConfig
 from gateway.settings import ModelDefaults
 from gateway.state.memory_store import MemoryStore
 from gateway.testing import FixedPolicy
-from gateway.upstream.grpc_client import SERVICE
+from gateway.upstream.grpc_client import SERVICE, GrpcUpstream
 
 # -- a fake Triton ------------------------------------------------------------------------------
 
@@ -126,11 +126,13 @@ async def rig(book: ProfileBook) -> AsyncIterator[Rig]:
     )  # fmt: skip
     clock = MonotonicClock()
     policy = FixedPolicy(Decision("w0", 3.0, 2.0, "fit"), pick=_decision)
+    upstream = GrpcUpstream(max_message_bytes=1 << 20)
+    await upstream.start()
     service = InferenceService(
         FleetView([worker], book),
         policy,
         MemoryStore(clock),
-        {},
+        {"grpc": upstream},
         GatewayMetrics(),
         clock,
         random.Random(1),
@@ -146,6 +148,7 @@ async def rig(book: ProfileBook) -> AsyncIterator[Rig]:
         await channel.close()
         await server.stop(0)
         await service.drain()
+        await upstream.close()
         await triton.stop()
 
 

@@ -15,6 +15,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.fleet import Fleet
 from gateway.health import HealthMonitor
 from gateway.observability.metrics import GatewayMetrics
 from gateway.prediction.profiles import ProfileBook
@@ -46,12 +47,15 @@ def _service(
     **cfg: object,
 ) -> tuple[InferenceService, ManualClock]:
     clock = ManualClock(100.0)
+    view = FleetView(infos, book, eject_s=0.0)
+    fleet = Fleet(view, clock)
+    metrics = GatewayMetrics()
     svc = InferenceService(
-        FleetView(infos, book, eject_s=0.0),
+        view,
         make_policy("round_robin", book),
         MemoryStore(clock),
         {"http": up},
-        GatewayMetrics(),
+        metrics,
         clock,
         random.Random(1),
         ServiceConfig(
@@ -61,8 +65,9 @@ def _service(
             },
             **cfg,  # type: ignore[arg-type]
         ),
+        fleet=fleet,
+        health=HealthMonitor(fleet, up, clock, metrics),
     )
-    svc.health = HealthMonitor(svc, clock, svc.metrics)
     return svc, clock
 
 
@@ -187,7 +192,7 @@ async def test_overload_with_nothing_healthy_is_503(
 ) -> None:
     svc, _ = _service(infos, book, FakeUpstream(), max_inflight=1)
     for w in ("f0", "f1", "s0"):
-        svc.set_healthy(w, False)
+        svc.fleet.set_healthy(w, False)
     svc.inflight = 1
     with pytest.raises(NoHealthyWorker):
         await svc.infer(_call())

@@ -184,7 +184,7 @@ async def test_empty_subset_is_503(svc: InferenceService) -> None:
 
 async def test_shed_is_429_with_retry_after(svc: InferenceService) -> None:
     # synergai sheds only on a calibrated prediction: a policy that sheds stands in for it
-    svc.set_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
+    svc.switch_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
     resp = Exchange(svc, PickerConfig()).handle(_infer(**{"x-slo-ms": "0.01", "x-priority": "0"}))
     assert resp is not None
     imm = resp.immediate_response
@@ -287,7 +287,7 @@ async def test_grpc_ends_on_trailers_with_trailing_metadata(svc: InferenceServic
 
 
 async def test_grpc_shed_is_resource_exhausted(svc: InferenceService) -> None:
-    svc.set_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
+    svc.switch_policy(FixedPolicy(Decision(None, 5.0, 0.0, "shed_slo")))
     resp = Exchange(svc, PickerConfig()).handle(
         _grpc_headers(**{"x-synergai-model": "m1", "x-slo-ms": "0.01", "x-priority": "0"})
     )

@@ -10,15 +10,14 @@ from gateway.health import HealthConfig, HealthMonitor, Outcome, OutlierConfig, 
 from gateway.observability.metrics import GatewayMetrics
 from gateway.routing.types import WorkerInfo
 from gateway.testing import FakeUpstream
-from gateway.upstream.base import Upstream, UpstreamResponse
+from gateway.upstream.base import UpstreamResponse
 
 
-class FakeService:
-    """Membership, upstreams and the verdicts the monitor hands out."""
+class FakeFleet:
+    """Membership and the verdicts the monitor hands out (as :class:`gateway.fleet.Fleet`)."""
 
-    def __init__(self, infos: Sequence[WorkerInfo], up: Upstream) -> None:
+    def __init__(self, infos: Sequence[WorkerInfo]) -> None:
         self.infos = {w.id: w for w in infos}
-        self.upstreams: dict[str, Upstream] = {"http": up}
         self.verdicts: dict[str, bool] = {}
 
     def workers(self) -> Sequence[WorkerInfo]:
@@ -56,12 +55,13 @@ class Triton:
         return UpstreamResponse.from_http(200 if ok else 503, b"")
 
 
-def _rig(**cfg: object) -> tuple[HealthMonitor, FakeService, Triton, ManualClock, GatewayMetrics]:
+def _rig(**cfg: object) -> tuple[HealthMonitor, FakeFleet, Triton, ManualClock, GatewayMetrics]:
     triton = Triton()
-    svc = FakeService(INFOS, FakeUpstream(respond=triton.respond))
+    svc = FakeFleet(INFOS)
     clock = ManualClock(0.0)
     metrics = GatewayMetrics()
-    mon = HealthMonitor(svc, clock, metrics, HealthConfig(**cfg))  # type: ignore[arg-type]
+    up = FakeUpstream(respond=triton.respond)
+    mon = HealthMonitor(svc, up, clock, metrics, HealthConfig(**cfg))  # type: ignore[arg-type]
     return mon, svc, triton, clock, metrics
 
 
