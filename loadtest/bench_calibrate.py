@@ -1,16 +1,17 @@
 """The live path's fixed cost per request, measured on this machine (issue 15.7).
 
 ``bench --compare-sim`` calls :func:`calibrate` before its live run (``--overhead-ms auto``):
-the calibration scenario (``loadtest/live/calibrate/overhead.yaml``: one emulated Triton
-server, one slot, no rtt, a model that always takes :data:`SERVICE_MS`, a request every 50 ms so
-none ever waits) is replayed through one ``synergai serve`` (``round_robin``) with the bench's
-own open-loop client, so everything a request costs beyond its service is the path's own: the
-client (and its lag), the gateway, Triton's HTTP front end, the ensemble, the python-backend
-IPC and sleep overshoot. From it:
+the calibration scenario (``loadtest/live/calibrate/overhead.yaml``: one emulated Triton server,
+one slot, :data:`RTT_MS` through the delay relay as on every pool with an rtt, a model that
+always takes :data:`SERVICE_MS`, a request every 50 ms so none ever waits) is replayed through
+one ``synergai serve`` (``round_robin``) with the bench's own open-loop client, so everything a
+request costs beyond its service and rtt is the path's own: the client (and its lag), the
+gateway, the relay's timers, Triton's HTTP front end, the ensemble, the python-backend IPC and
+sleep overshoot. From it (``base = SERVICE_MS + RTT_MS``):
 
-* the simulator's ``overhead_ms`` = ``{p50, p99}`` of ``client latency - SERVICE_MS``;
+* the simulator's ``overhead_ms`` = ``{p50, p99}`` of ``client latency - base``;
 * the live gateways' ``overhead_ms`` setting = the part their own latency measurement contains
-  (mean of ``synergai_request_duration_seconds`` minus ``SERVICE_MS``): what the client and the
+  (mean of ``synergai_request_duration_seconds`` minus ``base``): what the client and the
   gateway's front end add before and after it, the gateway cannot see, and telling it would
   bias its online correction (it would subtract a cost its figures do not include).
 
@@ -36,12 +37,14 @@ from typing import Any
 
 from gateway.scenario import Overhead, Scenario
 
-__all__ = ["CALIBRATION", "SERVICE_MS", "Calibration", "at_rate", "calibrate"]
+__all__ = ["CALIBRATION", "RTT_MS", "SERVICE_MS", "Calibration", "at_rate", "calibrate"]
 
 CALIBRATION = Path(__file__).resolve().parent / "live" / "calibrate" / "overhead.yaml"
 """The calibration scenario."""
 SERVICE_MS = 5.0
 """Its model's fixed service time (ms)."""
+RTT_MS = 1.0
+"""Its pool's rtt (ms)."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,10 @@ class Calibration:
     """One measurement (ms; the client's view unless said otherwise).
 
     Attributes:
-        p50_ms: median of ``client latency - SERVICE_MS``.
+        p50_ms: median of ``client latency - SERVICE_MS - RTT_MS``.
         p99_ms: its 99th percentile.
         mean_ms: its mean.
-        gateway_ms: mean of the gateway's own measurement minus ``SERVICE_MS`` (>= 0).
+        gateway_ms: mean of the gateway's own measurement minus the same (>= 0).
         requests: answered requests it is based on.
         loadavg: 1-minute load average before and after.
         rate_rps: the mean rate it was measured at (requests/s).
@@ -151,11 +154,12 @@ def calibrate(protocol: str = "http", seconds: float = 10.0, rate_rps: float = 0
             s1, c1 = duration_seconds(gw.metrics())
     finally:
         shutil.rmtree(wd, ignore_errors=True)
-    lat = sorted(o.latency_ms - SERVICE_MS for o in outcomes if o.status == "ok")
+    base = SERVICE_MS + RTT_MS
+    lat = sorted(o.latency_ms - base for o in outcomes if o.status == "ok")
     if len(lat) < 20:
         raise RuntimeError(f"overhead calibration: only {len(lat)} requests answered")
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
-    gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 - SERVICE_MS if c1 > c0 else 0.0
+    gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 - base if c1 > c0 else 0.0
     return Calibration(
         p50_ms=statistics.median(lat),
         p99_ms=p99,

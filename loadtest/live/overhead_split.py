@@ -1,12 +1,13 @@
 """Where the live path's fixed cost per request goes (issue 15.7; the scenario key overhead_ms).
 
 ``python loadtest/live/overhead_split.py [N] [--json]``: the calibration scenario
-(``loadtest/live/calibrate/overhead.yaml``: one emulated Triton server, one slot, no rtt, a
-model that always takes 5 ms) on a real stack, ``N`` requests (default 200) sent one at a time
-every 50 ms (so none waits) over keep-alive HTTP (``http.client``), first straight to Triton,
-then through one ``synergai serve`` (``round_robin``). Per request the emulated model logs its
-execution (``SYNERGAI_EMULATION_TRACE``), and the gateway's ``synergai_request_duration_seconds``
-gives what the gateway itself measures. Printed (ms, mean and p50 where both exist):
+(``loadtest/live/calibrate/overhead.yaml`` with its rtt set to 0 here, so no delay relay: one
+emulated Triton server, one slot, a model that always takes 5 ms) on a real stack, ``N``
+requests (default 200) sent one at a time every 50 ms (so none waits) over keep-alive HTTP
+(``http.client``), first straight to Triton, then through one ``synergai serve``
+(``round_robin``). Per request the emulated model logs its execution
+(``SYNERGAI_EMULATION_TRACE``), and the gateway's ``synergai_request_duration_seconds`` gives
+what the gateway itself measures. Printed (ms, mean and p50 where both exist):
 
 * ``service``: the emulated service (5 ms);
 * ``in_execute``: Triton's ``execute`` beyond the service (sleep overshoot, the slot file);
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.scenario import load_scenario
 from loadtest.bench_stack import LiveStack
+from loadtest.bench_workload import keep_private
 
 SCENARIO = Path(__file__).resolve().parent / "calibrate" / "overhead.yaml"
 MODEL, SERVICE_MS, GAP_S = "fixed5", 5.0, 0.05
@@ -102,7 +104,11 @@ def measure(n: int) -> dict[str, Any]:
     trace.mkdir()
     os.environ["SYNERGAI_EMULATION_TRACE"] = str(trace)
     load0 = os.getloadavg()[0]
-    with LiveStack(load_scenario(SCENARIO), work, progress=False) as stack:
+    sc = load_scenario(SCENARIO)
+    sc = keep_private(
+        sc, sc.model_copy(update={"pools": [sc.pools[0].model_copy(update={"rtt_ms": 0.0})]})
+    )
+    with LiveStack(sc, work, progress=False) as stack:
         url = stack.fleet.workers[0].direct_http_url
         direct = _paced(url, n)
         ex_direct = _executions(trace)[-n:]

@@ -10,7 +10,13 @@ from rich.console import Console
 
 from gateway.scenario import Overhead, load_scenario
 from loadtest.bench import overhead_mode, resolve_overhead
-from loadtest.bench_calibrate import CALIBRATION, SERVICE_MS, Calibration, duration_seconds
+from loadtest.bench_calibrate import (
+    CALIBRATION,
+    RTT_MS,
+    SERVICE_MS,
+    Calibration,
+    duration_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "loadtest" / "scenarios" / "demo.yaml"
@@ -71,7 +77,7 @@ def test_calibration_scenario_is_what_the_docstring_says() -> None:
     sc = load_scenario(CALIBRATION)
     p = sc.profile_book.get("calib", "fixed5")
     assert p is not None and p.p50(1) == SERVICE_MS and p.p99(1) == SERVICE_MS
-    assert sc.pools[0].rtt_ms == 0.0 and sc.pools[0].instances == 1
+    assert sc.pools[0].rtt_ms == RTT_MS and sc.pools[0].instances == 1
     w = sc.workload[0]
     assert w.arrival == "constant" and 1000.0 / w.rate_rps > 5 * SERVICE_MS  # none waits
 
