@@ -373,6 +373,13 @@ def resolve_overhead(
         sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": o}))
         meta = {"source": "auto", "sim": _oh_doc(o), "gateway_ms": gw}
         meta["calibration"] = cal.as_dict()
+        meta["saturated"] = cal.saturated
+        if cal.saturated:
+            err.print(
+                f"[yellow]this machine cannot carry {rate:.0f} requests/s through the live "
+                f"path (a 5 ms request took {o.p50 + 6:.0f} ms at the median): the live run "
+                "measures the machine, not the routing; use a larger --time-scale[/yellow]"
+            )
         return sc, {"overhead_ms": gw}, meta
     o = Overhead(p50=float(mode))
     sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": float(mode)}))

@@ -37,7 +37,15 @@ from typing import Any
 
 from gateway.scenario import Overhead, Scenario
 
-__all__ = ["CALIBRATION", "RTT_MS", "SERVICE_MS", "Calibration", "at_rate", "calibrate"]
+__all__ = [
+    "CALIBRATION",
+    "RTT_MS",
+    "SATURATED_X",
+    "SERVICE_MS",
+    "Calibration",
+    "at_rate",
+    "calibrate",
+]
 
 CALIBRATION = Path(__file__).resolve().parent / "live" / "calibrate" / "overhead.yaml"
 """The calibration scenario."""
@@ -45,6 +53,8 @@ SERVICE_MS = 5.0
 """Its model's fixed service time (ms)."""
 RTT_MS = 1.0
 """Its pool's rtt (ms)."""
+SATURATED_X = 10.0
+"""An overhead above this many times :data:`SERVICE_MS` at the median means a saturated host."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,11 @@ class Calibration:
     requests: int
     loadavg: tuple[float, float]
     rate_rps: float = 20.0
+
+    @property
+    def saturated(self) -> bool:
+        """The host could not carry the rate: the median request took over 10x its service."""
+        return self.p50_ms > SATURATED_X * SERVICE_MS
 
     def overhead(self) -> Overhead:
         """The simulator's ``overhead_ms``."""

@@ -60,7 +60,8 @@ def test_resolve_constant_and_off() -> None:
 
 def test_calibration_overhead_and_gateway_figures() -> None:
     cal = Calibration(3.2, 9.5, 4.0, 2.1, 200, (1.0, 1.2))
-    assert cal.overhead() == Overhead(p50=3.2, p99=9.5)
+    assert cal.overhead() == Overhead(p50=3.2, p99=9.5) and not cal.saturated
+    assert Calibration(5800.0, 7800.0, 5900.0, 248.0, 1800, (14.0, 13.0)).saturated
     assert Calibration(-0.1, -0.2, 0.0, 0.0, 20, (0, 0)).overhead() == Overhead(p50=0.0, p99=0.0)
     text = (
         "# HELP synergai_request_duration_seconds x\n"
