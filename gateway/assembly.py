@@ -215,8 +215,12 @@ def build_gateway(settings: Settings, deps: AppDeps | None = None) -> Gateway:
     policy = deps.policy or make_policy(settings.policy, profiles, seed=settings.seed)
     metrics = GatewayMetrics()
     upstreams = _upstreams(settings, deps.upstreams)
-    connection = _connection(settings, clock) if deps.store is None else None
-    store: StateStore = connection if connection is not None else deps.store  # type: ignore[assignment]
+    connection: ConnectedStore | None = None
+    store: StateStore
+    if deps.store is None:
+        store = connection = _connection(settings, clock)
+    else:
+        store = deps.store
     reconciler = None
     if settings.scrape_interval_s is not None:
         reconciler = Reconciler(

@@ -22,7 +22,6 @@ ended as a connect failure (outlier detection counts it) and the answer is not l
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,7 +47,7 @@ from gateway.epp.protocol import (
     served_endpoint,
     subset_hint,
 )
-from gateway.errors import BadRequest, GatewayError, ModelNotFound, NoHealthyWorker, StatusCode
+from gateway.errors import BadRequest, GatewayError, NoHealthyWorker, StatusCode
 from gateway.health.outcome import Outcome
 from gateway.routing.framework import Estimate
 from gateway.routing.predict import pool_estimates
@@ -85,11 +84,6 @@ class PickerConfig:
         self.model_header = model_header
         self.grpc_body = grpc_body
         self.objectives = dict(objectives or {})
-        self._rr = itertools.count()
-
-    def next_rr(self) -> int:
-        """A round-robin counter (metadata calls spread over the serving workers)."""
-        return next(self._rr)
 
 
 def _hints(headers: Mapping[str, str], cfg: PickerConfig) -> dict[str, str]:
@@ -279,15 +273,8 @@ class Exchange:
         return out
 
     def _meta_worker(self, model: str) -> WorkerInfo:
-        svc = self.service
-        serving = [w for w in svc.workers() if model in w.models]
-        if not serving:
-            raise ModelNotFound(f"unknown model '{model}'")
-        healthy = [w for w in serving if svc.healthy(w.id) and not svc.drained(w.id)]
-        if not healthy:
-            raise NoHealthyWorker(f"no healthy worker serves model '{model}'")
-        found: WorkerInfo = healthy[self.cfg.next_rr() % len(healthy)]
-        return found
+        """Chosen as the front doors choose theirs (healthy, not drained, round robin)."""
+        return self.service.fleet.meta_worker(model)
 
     # -- response side ---------------------------------------------------------------------
 
