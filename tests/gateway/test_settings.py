@@ -100,3 +100,19 @@ def test_config_from_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="cannot read"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_overhead_ms_reaches_the_predictor(tmp_path: Path) -> None:
+    # the live path's fixed cost is read as network time by the view (PredictorConfig)
+    from gateway.app import AppDeps, create_app
+    from gateway.prediction.profiles import default_profiles_dir, load_profiles
+
+    assert load_settings(_write(tmp_path, GOOD)).overhead_ms == 0.0
+    s = load_settings(_write(tmp_path, GOOD + "overhead_ms: 2.5\n"))
+    assert s.overhead_ms == 2.5
+    app = create_app(s, AppDeps(profiles=load_profiles(default_profiles_dir()), collectors=False))
+    view = app.state.service.view
+    assert view.cfg.overhead_ms == 2.5
+    assert view.state("a").rtt_ms == 2.5 and view.state("b").rtt_ms == 4.0
+    with pytest.raises(FormatError, match="overhead_ms"):
+        load_settings(_write(tmp_path, GOOD + "overhead_ms: -1\n"))
