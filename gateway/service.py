@@ -39,7 +39,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -143,8 +143,6 @@ class InferenceService:
         """Told every attempt's :class:`Outcome` (the health monitor's outlier detection)."""
         self.drift = DriftMonitor.for_view(view, clock, metrics)
         """Profile drift per (worker, model) and observed service times (issue 10)."""
-        self.on_shared: Callable[[str, WorkerLoad, float], None] | None = None
-        """Hook called with every shared-state figure (metrics; issue 7 reconciliation)."""
 
     def decide(self, req: Request, now: float) -> Decision:
         """The policy's decision for ``req`` on the view brought to ``now`` (no booking)."""
@@ -216,8 +214,6 @@ class InferenceService:
                 worker_id, load.outstanding, load.work_ms, observed_at, load.free_ms
             )
             self.metrics.outstanding.labels(worker_id).set(load.outstanding)
-            if self.on_shared is not None:
-                self.on_shared(worker_id, load, observed_at)
 
     # -- the request path -----------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from gateway.errors import (
 from gateway.routing.types import WorkerInfo
 from gateway.upstream.base import UpstreamResponse
 
-__all__ = ["SERVICE", "GrpcUpstream", "from_grpc_code", "grpc_target", "to_grpc_code"]
+__all__ = ["SERVICE", "GrpcUpstream", "grpc_target", "to_grpc_code"]
 
 SERVICE = "inference.GRPCInferenceService"
 """Fully qualified KServe v2 service name (Triton's ``grpc_service.proto``)."""
@@ -71,11 +71,6 @@ _NO_HEADERS: Mapping[str, str] = {}
 def to_grpc_code(code: StatusCode) -> grpc.StatusCode:
     """The ``grpc.StatusCode`` of ``code`` (what a gRPC front door aborts with)."""
     return _TO_GRPC[code]
-
-
-def from_grpc_code(code: grpc.StatusCode) -> StatusCode:
-    """The :class:`~gateway.errors.StatusCode` of a ``grpc.StatusCode``."""
-    return _FROM_GRPC[code]
 
 
 def grpc_target(worker: WorkerInfo) -> str:
