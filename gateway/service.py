@@ -289,7 +289,7 @@ class InferenceService:
             f"{self.gateway_id}:{next(self._seq)}",
             int(service_ms * 1000),
             max(1, worker.instances),
-            int(worker.rtt_ms * 500),
+            int((worker.rtt_ms + self.view.cfg.overhead_ms) * 500),
         )
         wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
         self.view.start(worker.id, req, service_ms, req.arrival)
@@ -341,7 +341,8 @@ class InferenceService:
         now = self.clock.now()
         ended = Ended(abandoned=outcome is Outcome.NEUTRAL)
         if outcome is Outcome.SUCCESS and latency_ms is not None:  # its true end on the worker
-            end_at = req.arrival + (latency_ms - worker.rtt_ms * 0.5) / 1000.0
+            half_rtt = (worker.rtt_ms + self.view.cfg.overhead_ms) * 0.5  # as the view reads it
+            end_at = req.arrival + (latency_ms - half_rtt) / 1000.0
             ended = Ended(ago_us=int((now - end_at) * 1e6))
         self._spawn(self._release(ticket.reserve, ticket.lease, ended, now))
 

@@ -255,7 +255,7 @@ def quantile(sorted_ms: list[float], q: float) -> float:
 
 class _WaitView(Protocol):
     def state(self, worker_id: str) -> Any:
-        """The worker's live state; it has ``wait_at(now) -> ms``."""
+        """The worker's live state; it has ``wait_at(now) -> ms`` and ``rtt_ms``."""
 
 
 class DriftMonitor:
@@ -326,7 +326,13 @@ class DriftMonitor:
             if hit is None:
                 return
         det, prof = hit
-        actual = latency_ms - worker.rtt_ms - wait_ms
+        rtt = worker.rtt_ms
+        if self._state is not None:  # the view's rtt: + the path's fixed cost (overhead_ms)
+            try:
+                rtt = self._state(worker.id).rtt_ms
+            except KeyError:
+                pass
+        actual = latency_ms - rtt - wait_ms
         det.add(actual, prof.p50(batch), now)
         rkey = (worker.arch, model, batch)
         ring = self._rings.get(rkey)

@@ -342,3 +342,37 @@ async def test_cancelled_request_is_neutral(infos: list[WorkerInfo], book: Profi
     assert sink.seen == [("f0", Outcome.NEUTRAL)]
     st = svc.view.state("f0")
     assert st.fails == 0 and st.available(100.0) and st.local_out == 0
+
+
+async def test_path_overhead_is_network_time_for_the_shared_queue_too(
+    infos: list[WorkerInfo], book: ProfileBook
+) -> None:
+    # with overhead_ms 4 the view reads rtt 0 as 4 ms: the lease's lead is 2 ms and the
+    # release anchors the request's end 2 ms before its answer, as the local chain does
+    from gateway.prediction.model import PredictorConfig
+    from gateway.state.store import Ended, Lease
+
+    class Recording(MemoryStore):
+        leases: list[Lease] = []
+        ends: list[Ended | None] = []
+
+        async def reserve(self, lease: Lease):  # type: ignore[no-untyped-def]
+            self.leases.append(lease)
+            return await super().reserve(lease)
+
+        async def release(self, lease: Lease, ended: Ended | None = None):  # type: ignore[no-untyped-def]
+            self.ends.append(ended)
+            return await super().release(lease, ended)
+
+    clock = ManualClock(100.0)
+    store = Recording(clock)
+    view = FleetView(infos, book, predictor=PredictorConfig(overhead_ms=4.0))
+    up = FakeUpstream()
+    svc = InferenceService(view, make_policy("round_robin", book), store, {"http": up},
+                           GatewayMetrics(), clock, random.Random(1),
+                           ServiceConfig(models={"m1": ModelDefaults(slo_ms=50)}))  # fmt: skip
+    await svc.infer(_call())
+    await svc.drain()
+    assert [x.lead_us for x in store.leases] == [2000]
+    ago = [e.ago_us for e in store.ends if e is not None]  # latency 0 on this clock
+    assert len(ago) == 1 and abs(ago[0] - 2000) <= 1  # µs, truncated

@@ -168,18 +168,22 @@ def worker(wid: str, rtt_ms: float = 2.0) -> WorkerInfo:
 
 
 class FakeState:
-    def __init__(self, wait: float) -> None:
+    def __init__(self, wait: float, rtt_ms: float = 2.0) -> None:
         self.wait = wait
+        self.rtt_ms = rtt_ms  # the view's: the worker's rtt + the predictor's overhead_ms
 
     def wait_at(self, now: float) -> float:
         return self.wait + now
 
 
 class FakeView:
+    def __init__(self, rtt_ms: float = 2.0) -> None:
+        self.rtt_ms = rtt_ms
+
     def state(self, worker_id: str) -> FakeState:
         if worker_id != "w0":
             raise KeyError(worker_id)
-        return FakeState(5.0)
+        return FakeState(5.0, self.rtt_ms)
 
 
 def test_monitor_feeds_detector_rings_and_gauges() -> None:
@@ -217,6 +221,14 @@ def test_monitor_feeds_detector_rings_and_gauges() -> None:
     assert r4["profile_p50_ms"] == 20.0 and r4["workers"] == ["w0", "w1"]
     assert doc["profiles"]["toy/m"]["max_batch"] == 8
     json.dumps(doc)  # JSON-ready
+
+
+def test_monitor_takes_the_views_rtt_with_the_path_overhead() -> None:
+    # overhead_ms 1.5: the view reads w0's rtt as 3.5 ms; the service sample excludes it
+    mon = DriftMonitor(book(), ManualClock(), None, FakeView(rtt_ms=3.5))
+    mon.observe(worker("w0"), "m", 1, 3.5 + 3.0 + 10.0, 3.0, 0.0)
+    mon.observe(worker("w1"), "m", 1, 2.0 + 3.0 + 10.0, 3.0, 0.0)  # not in the view: its rtt
+    assert [r["p50_ms"] for r in mon.observed()["observed"]] == [10.0]
 
 
 def test_monitor_without_metrics_or_view() -> None:
