@@ -76,7 +76,15 @@ from gateway.prediction.drift import DriftMonitor
 from gateway.routing.types import Decision, Policy, Request, WorkerInfo
 from gateway.routing.view import FleetView
 from gateway.settings import ModelDefaults
-from gateway.state.store import Ended, Lease, StateStore, WorkerLoad
+from gateway.state.store import (
+    OTHERS_WINDOW_S,
+    REDECIDE_MARGIN_MS,
+    Ended,
+    Lease,
+    StateStore,
+    WorkerLoad,
+    stale_limit_us,
+)
 from gateway.upstream.base import Upstream, UpstreamResponse
 
 __all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
@@ -131,6 +139,8 @@ class InferenceService:
         """Membership, health and drain: the one registry (:mod:`gateway.fleet`)."""
         self._background: set[asyncio.Task[Any]] = set()
         self._open: set[str] = set()  # lease tokens of requests in flight
+        self._held: dict[str, int] = {}  # per worker, this gateway's leases not yet released
+        self._others_at = -math.inf  # when the store last showed another replica's lease
         self.inflight = 0
         self.admission = Admission(
             config.max_inflight, config.low_priority_share, config.high_priority
@@ -210,6 +220,8 @@ class InferenceService:
     def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None:
         """Feed a fleet-wide figure to the view (and metrics)."""
         if self.fleet.worker(worker_id) is not None:
+            if load.outstanding - self._held.get(worker_id, 0) > 0:  # another replica's
+                self._others_at = observed_at
             self.view.apply_shared(
                 worker_id, load.outstanding, load.work_ms, observed_at, load.free_ms
             )
@@ -242,13 +254,14 @@ class InferenceService:
             why=decision.reason,
         )
 
-    def begin(self, call: InferCall) -> Ticket:
+    def begin(self, call: InferCall, confirm: bool = False) -> Ticket:
         """Phase one: validate, admit, route and book ``call`` on a worker.
 
         Checks the model (404) and batch (400), resolves the hints (400), admits by priority,
         asks the policy, then books the request on the chosen worker: ``view.start``, the
         store reservation (in the background), in-flight + 1. The caller sends the request
-        and then calls :meth:`end` exactly once, whatever happened.
+        and then calls :meth:`end` exactly once, whatever happened. ``confirm``: the caller
+        awaits :meth:`confirm` before the send (the reserve may then be conditional).
 
         Raises:
             ModelNotFound: no worker serves the model.
@@ -277,20 +290,35 @@ class InferenceService:
         worker = self.fleet.worker(wid) if wid is not None else None
         if worker is None:
             raise self._shed(req, decision)
-        return self._book(req, decision, worker, self.timeouts.total_s(req.slo_ms))
+        return self._book(req, decision, worker, self.timeouts.total_s(req.slo_ms), confirm)
 
     def _book(
-        self, req: Request, decision: Decision, worker: WorkerInfo, timeout_s: float
+        self,
+        req: Request,
+        decision: Decision,
+        worker: WorkerInfo,
+        timeout_s: float,
+        confirm: bool = False,
     ) -> Ticket:
         """Book ``req`` on ``worker``: view start, store reserve (background), in-flight + 1."""
         service_ms = decision.service_ms if math.isfinite(decision.service_ms) else 0.0
+        st = self.view.state(worker.id)
+        replicas = self.clock.now() - self._others_at < OTHERS_WINDOW_S
         lease = Lease(
             worker.id,
             f"{self.gateway_id}:{next(self._seq)}",
             int(service_ms * 1000),
             max(1, worker.instances),
-            int((worker.rtt_ms + self.view.cfg.overhead_ms) * 500),
+            int(st.rtt_ms * 500),  # the view's rtt (+ overhead_ms), as the local chain's
+            # issue 16.2: beside other replicas, a conditional reserve that books only if the
+            # decision still holds on the shared queue (see confirm)
+            stale_limit_us(
+                decision.predicted_ms, service_ms, req.slo_ms, st.rtt_ms, REDECIDE_MARGIN_MS
+            )
+            if confirm and replicas and math.isfinite(decision.predicted_ms)
+            else -1,
         )
+        self._held[worker.id] = self._held.get(worker.id, 0) + 1
         wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
         self.view.start(worker.id, req, service_ms, req.arrival)
         self.inflight += 1
@@ -346,6 +374,46 @@ class InferenceService:
             ended = Ended(ago_us=int((now - end_at) * 1e6))
         self._spawn(self._release(ticket.reserve, ticket.lease, ended, now))
 
+    async def confirm(self, ticket: Ticket) -> Ticket:
+        """Decide on fresh figures without an extra round trip (issue 16.2); before the send.
+
+        When the chosen worker had other replicas' requests in flight, :meth:`_book` made its
+        reserve conditional (``Lease.max_wait_us``): it books only if the wait on the shared
+        queue is within ``REDECIDE_MARGIN_MS`` of the predicted one or still meets the SLO.
+        Such a reserve is awaited here (one store round trip on the request path; every other
+        ticket passes at once). If it booked nothing, the decision was made on stale figures:
+        the local booking is undone, the fresh figures applied, and the request decided once
+        more and booked unconditionally (a third round trip for that request only).
+
+        Raises:
+            Shed, NoHealthyWorker: the second decision shed the request.
+        """
+        if ticket.lease.max_wait_us < 0:
+            return ticket
+        try:
+            load = await asyncio.shield(ticket.reserve)
+        except asyncio.CancelledError:  # the client went away before the send
+            self.end(ticket, Outcome.NEUTRAL, None, "499")
+            raise
+        except Exception:  # a store must not raise; route as decided
+            return ticket
+        if load is None or load.booked:
+            return ticket
+        req, worker = ticket.req, ticket.worker
+        now = self.clock.now()
+        ticket.ended = True  # nothing was reserved: no release, no end
+        self._held[worker.id] -= 1
+        self.inflight -= 1
+        self._open.discard(ticket.lease.token)
+        self.view.abandon(worker.id, req, ticket.service_ms, now)
+        self.apply_shared(worker.id, load, now)
+        self.metrics.redecided.inc()
+        decision = self.decide(req, now)
+        again = self.fleet.worker(decision.worker) if decision.worker is not None else None
+        if again is None:
+            raise self._shed(req, decision)
+        return self._book(req, decision, again, ticket.timeout_s, confirm=False)
+
     async def infer(self, call: InferCall) -> InferResult:
         """Route and forward one inference request: :meth:`begin`, send, :meth:`end`.
 
@@ -363,7 +431,7 @@ class InferenceService:
         upstream = self.upstreams.get(call.protocol)
         if upstream is None:
             raise GatewayError(f"no upstream registered for protocol {call.protocol!r}")
-        ticket = self.begin(call)
+        ticket = await self.confirm(self.begin(call, confirm=True))
         try:
             try:
                 result = await self._send(call, ticket, upstream)
@@ -528,6 +596,7 @@ class InferenceService:
         if ended is not None and ended.ago_us is not None:  # time since the end, at the call
             ended = Ended(ago_us=ended.ago_us + int((self.clock.now() - ended_at) * 1e6))
         load = await self.store.release(lease, ended)
+        self._held[lease.worker] -= 1
         if load is None:
             self.metrics.state_errors.inc()
             return

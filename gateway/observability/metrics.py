@@ -128,6 +128,12 @@ class GatewayMetrics:
             "Shared-state (Redis) calls that failed or were skipped while backing off.",
             registry=r,
         )
+        self.redecided = Counter(
+            "synergai_redecided",
+            "Requests decided once more because a conditional reserve showed the first decision "
+            "made on stale shared figures (issue 16.2).",
+            registry=r,
+        )
         self.inflight = Gauge(
             "synergai_inflight_requests",
             "Inference requests in flight in this gateway process (autoscaling signal).",

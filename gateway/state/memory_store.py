@@ -10,6 +10,7 @@ worker, each slot's predicted free time and shift, on the store's clock) with th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gateway.core.clock import Clock
 from gateway.state.store import Ended, Lease, WorkerLoad
@@ -80,6 +81,12 @@ class MemoryStore:
         """:meth:`reserve` without the availability check (the simulator's store)."""
         held = self._leases.setdefault(lease.worker, {})
         if lease.token not in held:
+            if lease.max_wait_us >= 0:
+                free = self._free.get(lease.worker, [])
+                if len(free) >= lease.slots:  # else a slot was never booked: free
+                    first = min(free[: lease.slots])
+                    if first - (self._now_us() + lease.lead_us) > lease.max_wait_us:
+                        return replace(self._load(lease.worker, lease.slots), booked=False)
             held[lease.token] = (self._clock.now() + self._ttl, lease.work_us)
             self._out[lease.worker] = self._out.get(lease.worker, 0) + 1
             self._work_us[lease.worker] = self._work_us.get(lease.worker, 0) + lease.work_us

@@ -118,6 +118,7 @@ class Reconciler:
             load.outstanding + round(ext.outstanding),
             load.work_ms + ext.work_ms,
             tuple(f + extra for f in load.free_ms),
+            load.booked,
         )
 
 

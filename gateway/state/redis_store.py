@@ -36,7 +36,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -75,6 +75,22 @@ the reply ``{out, work_us, left_0 .. left_k-1}`` with each slot's time left (µs
 _RESERVE = (
     _QUEUE
     + """
+local limit = tonumber(ARGV[7]) or -1
+if limit >= 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then
+  local names = {}
+  for i = 0, k - 1 do names[#names + 1] = 'f' .. i end
+  local v = redis.call('HMGET', KEYS[1], unpack(names))
+  local first = nil
+  for i = 1, k do
+    local f = tonumber(v[i]) or 0
+    if first == nil or f < first then first = f end
+  end
+  if first - (now + tonumber(ARGV[5])) > limit then
+    local r = queue(KEYS[1], k, now)
+    r[#r + 1] = 0
+    return r
+  end
+end
 if redis.call('ZADD', KEYS[2], 'NX', math.floor(now / 1000) + tonumber(ARGV[3]), ARGV[1]) == 1 then
   local work = tonumber(ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'out', 1)
@@ -96,10 +112,12 @@ end
 return queue(KEYS[1], k, now)
 """
 )
-"""ARGV: member, work_us, ttl_ms, slots, lead_us, token. The request joins the slot that frees
-first, from ``now + lead_us`` (its arrival), for ``work_us``: the local shadow queue's rule
-(:meth:`gateway.routing.view.FleetView.start_state`) on the shared queue. Its slot and predicted
-end (less the slot's shift so far) are kept under its token for the release."""
+"""ARGV: member, work_us, ttl_ms, slots, lead_us, token, max_wait_us. The request joins the slot
+that frees first, from ``now + lead_us`` (its arrival), for ``work_us``: the local shadow queue's
+rule (:meth:`gateway.routing.view.FleetView.start_state`) on the shared queue. Its slot and
+predicted end (less the slot's shift so far) are kept under its token for the release. With
+``max_wait_us`` >= 0 (a conditional reserve) a request that would wait longer books nothing, and
+the reply carries one more element (0) after the slots."""
 
 _RELEASE = (
     _QUEUE
@@ -416,9 +434,14 @@ class RedisStore:
             lease.slots,
             lease.lead_us,
             lease.token,
+            lease.max_wait_us,
         ]
         raw = await self._run(self._reserve, self.keys(lease.worker), args)
-        return None if raw is None else _load(raw)
+        if raw is None:
+            return None
+        if len(raw) > 2 + lease.slots:  # a conditional reserve that booked nothing
+            return replace(_load(raw[: 2 + lease.slots]), booked=False)
+        return _load(raw)
 
     async def release(self, lease: Lease, ended: Ended | None = None) -> WorkerLoad | None:
         """Atomically drop the lease and its work if still held; post-op load, or ``None``.

@@ -17,7 +17,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Ended", "Lease", "NullStore", "StateStore", "WorkerLoad"]
+__all__ = [
+    "OTHERS_WINDOW_S",
+    "REDECIDE_MARGIN_MS",
+    "Ended",
+    "Lease",
+    "NullStore",
+    "StateStore",
+    "WorkerLoad",
+    "stale_limit_us",
+]
+
+OTHERS_WINDOW_S = 10.0
+"""A gateway whose store showed another replica's lease within this many seconds routes as a
+replica: its reserves are conditional and awaited (issue 16.2); a lone gateway never waits."""
+
+REDECIDE_MARGIN_MS = 1.0
+"""How far (ms) the shared queue may show a decision's wait above the one it predicted before
+the decision counts as made on stale figures (issue 16.2; measured: docs/benchmarks.md,
+Replicas)."""
+
+
+def stale_limit_us(
+    predicted_ms: float, service_ms: float, slo_ms: float, rtt_ms: float, margin_ms: float
+) -> int:
+    """A conditional reserve's ``max_wait_us``: the wait on the shared queue beyond which a
+    decision was made on stale figures.
+
+    Stale means both: more than ``margin_ms`` above the wait the decision predicted
+    (``predicted - rtt - service``), and late for the SLO (a wait above ``slo - rtt -
+    service``). A decision that still meets its SLO on the fresh figures stands.
+    """
+    wait = predicted_ms - rtt_ms - service_ms
+    return max(0, round(max(wait + margin_ms, slo_ms - rtt_ms - service_ms) * 1000.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +63,14 @@ class WorkerLoad:
             predicted free, as of the read (0: free now). A *relative* duration measured on
             the store's clock, so replicas' clocks never meet; empty when the store keeps no
             queue (or has not seen the worker).
+        booked: false when a conditional reserve (``Lease.max_wait_us``) booked nothing: the
+            request would have waited longer on the shared queue; the figures are as found.
     """
 
     outstanding: int
     work_ms: float
     free_ms: tuple[float, ...] = ()
+    booked: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +85,9 @@ class Lease:
         slots: the worker's instance slots (length of its shared shadow queue).
         lead_us: from the reserve to the request's arrival at the worker (half the rtt, µs):
             the request is queued on the slot that frees first, from ``now + lead_us``.
+        max_wait_us: a conditional reserve (issue 16.2): book only if the request's wait on the
+            shared queue (from its arrival until its slot frees) is at most this; otherwise
+            change nothing and answer the figures with ``booked`` false. ``-1``: always book.
     """
 
     worker: str
@@ -57,6 +95,7 @@ class Lease:
     work_us: int
     slots: int = 1
     lead_us: int = 0
+    max_wait_us: int = -1
 
 
 @dataclass(frozen=True, slots=True)

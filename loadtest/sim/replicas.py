@@ -21,12 +21,12 @@ free time, re-anchored on true ends).
 * **refresh**: every ``refresh_s`` each router reads every worker's figures
   (``SharedStateRefresher``, 100 ms by default), router ``r`` at phase ``r / N`` of the
   period, and applies them with ``observed_at`` = the read time.
-* **re-decide** (``SharedConfig.redecide_ms``, issue 16.2, measured and *not* shipped: see
-  docs/architecture.md): the router awaits the reserve's reply before sending (every request
-  pays ``redis_rtt_s``); when the shared queue shows the chosen worker's predicted latency
-  beyond the SLO and more than ``redecide_ms`` above what the router predicted, the router
-  applies the fresh figures and chooses once more (a conditional reserve: the stale one books
-  nothing, the second books on the new choice; a third round trip for those requests).
+* **re-decide** (``SharedConfig.redecide_ms``, issue 16.2, as ``InferenceService.confirm``:
+  docs/architecture.md): with more than one router, the reserve is conditional and its reply
+  awaited before the send (every request pays ``redis_rtt_s``); when the shared queue shows
+  the chosen worker's wait beyond the SLO and more than ``redecide_ms`` above what the router
+  predicted, the reserve books nothing, and the router applies the fresh figures and chooses
+  once more, booking on the new choice (a third round trip for those requests).
 
 A request is a violation unless answered within its SLO, exactly as in the one-router engine;
 the placement on the server (FIFO slots, speed steps, crash kills and refusals) is the same
@@ -52,7 +52,7 @@ from gateway.routing.types import Policy, Request
 from gateway.routing.view import FleetView
 from gateway.scenario import Scenario
 from gateway.state.memory_store import MemoryStore
-from gateway.state.store import Ended, Lease
+from gateway.state.store import REDECIDE_MARGIN_MS, Ended, Lease, stale_limit_us
 from loadtest.sim.engine import FAILED, OK, SHED, SimConfig, SimResult, _health_events
 from loadtest.sim.fleet import SimTruth, build_fleet
 from loadtest.sim.trace import Trace
@@ -60,6 +60,10 @@ from loadtest.sim.trace import Trace
 __all__ = ["SharedConfig", "simulate_replicas"]
 
 _FINISH, _RELEASE, _REFRESH, _HEALTH, _RESERVED = 0, 1, 2, 3, 4
+
+COUNTS = {"awaited": 0, "redecided": 0, "moved": 0}
+"""Running totals over every :func:`simulate_replicas` call of this process (the benchmark
+reads them around each run): requests that awaited the reserve, re-decided, and moved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +77,21 @@ class SharedConfig:
             gateway does), ``redis_rtt_s`` after the send.
         redis_rtt_s: a Redis round trip (s).
         redecide_ms: re-decide on the reserve's figures when they show the decision stale by
-            more than this (ms) and late for the SLO; ``None``: off (the gateway's behaviour).
+            more than this (ms) and late for the SLO (the gateway: ``REDECIDE_MARGIN_MS``);
+            ``None``: off. One router never does (a lone gateway never waits).
+        redecide_gate: only requests whose slack (SLO - predicted) is below this many predicted
+            services await the reserve (and may re-decide); the others are sent at once.
+        redecide_others: only requests to a worker where the router's figures show other
+            routers' requests in flight await the reserve.
     """
 
     refresh_s: float = 0.1
     release_lag_s: float = 0.002
     apply_reserve: bool = True
     redis_rtt_s: float = 0.0003
-    redecide_ms: float | None = None
+    redecide_ms: float | None = REDECIDE_MARGIN_MS
+    redecide_gate: float = math.inf
+    redecide_others: bool = False
 
 
 def simulate_replicas(
@@ -131,7 +142,6 @@ def simulate_replicas(
     store = MemoryStore(sclock, lease_ttl_s=math.inf)
     wids = [w.info.id for w in fleet]
     leases: list[Lease | None] = [None] * n
-    redecided = 0
     reqs = [
         [Request(x.model, x.slo_ms, x.batch, x.priority, x.category) for x in streams]
         for _ in range(nr)
@@ -214,21 +224,37 @@ def simulate_replicas(
         countdown = (countdown - 1) % every if every else 0
         wid = d.worker
         t_send = t
-        if wid is not None and sh.redecide_ms is not None:
-            # the reply of a reserve on the chosen worker, awaited before the send
+        booked: Lease | None = None
+        if (
+            wid is not None
+            and sh.redecide_ms is not None
+            and nr > 1
+            and math.isfinite(d.predicted_ms)
+            and req.slo_ms - d.predicted_ms < sh.redecide_gate * d.service_ms
+            and (not sh.redecide_others or view.state(wid).out - view.state(wid).local_out > 0.5)
+        ):
+            # a conditional reserve on the chosen worker, its reply awaited before the send
             t_send = t + sh.redis_rtt_s
-            rh = view.state(wid).rtt_ms / 2000.0
+            COUNTS["awaited"] += 1
+            sv = view.state(wid)
+            lease = Lease(
+                wid,
+                str(i),
+                round(d.service_ms * 1000.0),
+                max(1, sv.instances),
+                round(sv.rtt_ms * 500.0),
+                stale_limit_us(d.predicted_ms, d.service_ms, req.slo_ms, sv.rtt_ms, sh.redecide_ms),
+            )
             sclock.t = t
-            load = store.snapshot_now([wid])[wid]
-            nslots = max(1, by_id[wid][1].info.instances)
-            lead_ms = (t_send - t + rh) * 1000.0
-            left = min(load.free_ms[:nslots]) if len(load.free_ms) >= nslots else 0.0
-            pred = rh * 2000.0 + max(0.0, left - lead_ms) + d.service_ms
-            if pred > req.slo_ms and pred - d.predicted_ms > sh.redecide_ms:
-                redecided += 1
+            load = store.reserve_now(lease)
+            if load.booked:
+                booked = lease
+            else:
+                COUNTS["redecided"] += 1
                 view.apply_shared(wid, load.outstanding, load.work_ms, t, load.free_ms)
                 view.advance(t_send)
                 d = policies[r].choose(req, view, t_send, rngs[r])
+                COUNTS["moved"] += d.worker != wid
                 wid = d.worker
         if wid is None:
             status[i] = SHED
@@ -239,11 +265,14 @@ def simulate_replicas(
         s = view.state(wid)
         memo = view.start_state(s, req.model, req.batch, d.service_ms, t_send)
         sclock.t = t_send
-        lease = Lease(
-            wid, str(i), round(svc * 1000.0), max(1, w.info.instances), round(s.rtt_ms * 500.0)
-        )
+        if booked is None:
+            lease = Lease(
+                wid, str(i), round(svc * 1000.0), max(1, w.info.instances), round(s.rtt_ms * 500.0)
+            )
+            load = store.reserve_now(lease)
+        else:
+            lease = booked
         leases[i] = lease
-        load = store.reserve_now(lease)
         if sh.apply_reserve:
             if sh.redis_rtt_s > 0.0:
                 seq += 1
@@ -319,19 +348,23 @@ def bench(
     shared: SharedConfig | None = None,
 ) -> dict[str, Any]:
     """Violations per scenario and router count (1 router: the one-router engine)."""
+    from loadtest.sim import replicas as live  # the module the runner calls (not __main__)
     from loadtest.sim.runner import run_scenario
 
     rows: list[dict[str, Any]] = []
     for sc in _members(which, count):
         row: dict[str, Any] = {"scenario": sc.name, "routers": {}}
         for nr in routers:
+            before = dict(live.COUNTS)
             run = run_scenario(sc, [policy], routers=nr, shared=shared if nr > 1 else None)
             doc = run.document["policies"][policy]
+            counts = {k: v - before[k] for k, v in live.COUNTS.items()}
             row["requests"] = doc["requests"]
             row["routers"][str(nr)] = {
                 "violations": doc["slo_violations"],
                 "shed": doc["shed"],
                 "violation_rate": doc["violation_rate"],
+                **(counts if shared is not None and shared.redecide_ms is not None else {}),
             }
         rows.append(row)
     total = {
@@ -371,16 +404,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--redecide-ms",
         type=float,
-        default=None,
+        default=REDECIDE_MARGIN_MS,
         help="re-decide once on the reserve's figures when stale by more than this (ms) and "
-        "late for the SLO (issue 16.2; every request then awaits the reserve); default off",
+        "late for the SLO (issue 16.2; every request then awaits the reserve); default: the "
+        "gateway's",
+    )
+    ap.add_argument(
+        "--no-redecide", action="store_true", help="off: the router sends without awaiting"
+    )
+    ap.add_argument(
+        "--redecide-gate",
+        type=float,
+        default=math.inf,
+        help="with --redecide-ms: only requests with slack < this many services await the reserve",
+    )
+    ap.add_argument(
+        "--redecide-others",
+        action="store_true",
+        help="with --redecide-ms: only requests to a worker busy with others' requests wait",
     )
     ap.add_argument(
         "--refresh-s", type=float, default=0.1, help="each router's periodic read (s; 0: never)"
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    shared = SharedConfig(refresh_s=args.refresh_s, redecide_ms=args.redecide_ms)
+    shared = SharedConfig(
+        refresh_s=args.refresh_s,
+        redecide_ms=None if args.no_redecide else args.redecide_ms,
+        redecide_gate=args.redecide_gate,
+        redecide_others=args.redecide_others,
+    )
     out = bench(args.set, args.routers, args.policy, args.count, shared)
     out["load_average"] = os.getloadavg()
     names = [str(r) for r in args.routers]

@@ -133,3 +133,32 @@ def test_every_key_of_a_worker_is_in_one_cluster_slot() -> None:
         keys = s.keys(worker)
         assert len({key_slot(k.encode()) for k in keys}) == 1, keys
     assert key_slot(s.keys("a")[0].encode()) != key_slot(s.keys("b")[0].encode())
+
+
+async def _conditional(store: StateStore) -> None:
+    """A conditional reserve books only within its limit; refused, it changes nothing."""
+    first = await store.reserve(Lease("c", "g:1", 10_000_000, 1, 0))  # 10 s on one slot
+    assert first is not None and first.booked
+    refused = await store.reserve(Lease("c", "g:2", 1_000, 1, 0, max_wait_us=5_000_000))
+    assert refused is not None and not refused.booked
+    assert refused.outstanding == 1 and 5_000 < refused.free_ms[0] <= 10_000
+    # a release of the refused lease is a no-op: it was never booked
+    after = await store.release(Lease("c", "g:2", 1_000, 1, 0), Ended(ago_us=0))
+    assert after is not None and after.outstanding == 1 and after.free_ms[0] > 5_000
+    ok = await store.reserve(Lease("c", "g:3", 1_000, 1, 0, max_wait_us=20_000_000))
+    assert ok is not None and ok.booked and ok.outstanding == 2
+    idle = await store.reserve(Lease("idle", "g:4", 1_000, 2, 0, max_wait_us=0))
+    assert idle is not None and idle.booked  # a slot never booked is free
+
+
+async def test_conditional_reserve_in_memory() -> None:
+    await _conditional(MemoryStore(ManualClock(100.0)))
+
+
+@pytest.mark.integration
+async def test_conditional_reserve_in_valkey(valkey: EmbeddedValkey) -> None:
+    s = RedisStore(valkey.url, MonotonicClock(), prefix="sqcond", timeout_s=1.0)
+    await s.start()
+    await _conditional(s)
+    assert await s.client.hlen(s.keys("c")[2]) == 2  # g:1 and g:3 placed, g:2 never
+    await s.close()

@@ -74,3 +74,24 @@ def test_run_scenario_routers_document() -> None:
     assert run.document["routers"] == 2
     assert 0.0 <= run.document["policies"]["synergai"]["violation_rate"] <= 1.0
     assert "routers" not in run_scenario(_scenario(), ["round_robin"], 7).document
+
+
+def test_replicas_confirm_on_the_shared_queue() -> None:
+    """With two routers every decided request awaits a conditional reserve (issue 16.2);
+    without re-deciding none does; one router never does."""
+    from loadtest.sim import replicas
+
+    sc = _scenario()
+    trace = build_trace(sc, 7)
+
+    def counts(nr: int, shared: SharedConfig | None) -> dict[str, int]:
+        before = dict(replicas.COUNTS)
+        pols = [make_policy("synergai", sc.profile_book, 7) for _ in range(nr)]
+        res = simulate_replicas(sc, trace, pols, 7, shared=shared)
+        assert len(res.status) == len(trace)
+        return {k: v - before[k] for k, v in replicas.COUNTS.items()}
+
+    two = counts(2, None)
+    assert two["awaited"] > 0.5 * len(trace) and two["redecided"] >= two["moved"]
+    assert counts(2, SharedConfig(redecide_ms=None))["awaited"] == 0
+    assert counts(1, None)["awaited"] == 0
