@@ -4,7 +4,7 @@ Used by ``tests/integration/test_replicas.py`` / ``test_state_failures.py`` (wit
 process helper, :class:`loadtest.gateway_process.GatewayProcess`, and the one closed loop,
 :func:`loadtest.loops.closed_loop`) and runnable::
 
-    python -m loadtest.replicas overhead [--seconds 8] [--concurrency 1 8]
+    python -m loadtest.replicas overhead [--seconds 8] [--concurrency 1 8] [--json]
         one real Triton worker (0.5 ms model), one gateway process with the Redis store
         (embedded Valkey on loopback) and one with the in-memory store (``store="memory"``),
         interleaved rounds in one run: the added latency of the shared state (p50 / p99).
@@ -205,8 +205,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     o.add_argument("--seconds", type=float, default=12.0)
     o.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     o.add_argument("--rounds", type=int, default=3)
+    o.add_argument("--json", action="store_true", help="only the JSON document (no table)")
     args = ap.parse_args(argv)
-    print(json.dumps(_overhead(args.seconds, args.concurrency, args.rounds), indent=1))
+    out = _overhead(args.seconds, args.concurrency, args.rounds)
+    if not args.json:
+        print(f"{'store':8s} {'c':>3s} {'requests':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        for r in out["rows"]:
+            print(f"{r['store']:8s} {r['concurrency']:3d} {r['requests']:9d} "
+                  f"{r['p50_ms']:8.3f} {r['p99_ms']:8.3f}")  # fmt: skip
+        for c, a in out["added_by_redis"].items():
+            print(f"added by Redis at c={c}: p50 {a['p50_ms']:+.3f} ms, p99 {a['p99_ms']:+.3f} ms")
+        print(f"load average {out['loadavg']}")
+    print(json.dumps(out, indent=None if not args.json else 1))
     return 0
 
 
