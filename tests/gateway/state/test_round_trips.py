@@ -72,3 +72,48 @@ async def test_at_most_two_round_trips_per_request(
     snap = await redis.snapshot([w.id for w in infos])
     assert snap is not None and all(v.outstanding == 0 for v in snap.values())
     await redis.close()
+
+
+async def test_two_replicas_two_round_trips_unless_decided_again(
+    valkey: EmbeddedValkey, infos: list[WorkerInfo], book: ProfileBook
+) -> None:
+    """Two replicas (synergai) on one Valkey: beside each other their reserves are conditional
+    and awaited (issue 16.2); a request costs exactly 2 round trips, 3 if decided again."""
+    clock = MonotonicClock()
+    stores, svcs = [], []
+    for i in range(2):
+        redis = RedisStore(valkey.url, clock, prefix="rtrep", timeout_s=1.0)
+        await redis.start()
+        stores.append(redis)
+        svcs.append(InferenceService(
+            FleetView(infos, book), make_policy("synergai", book, i), redis,
+            {"http": FakeUpstream(delay_s=0.002)}, GatewayMetrics(), clock, random.Random(i),
+            ServiceConfig(), gateway_id=f"g{i}",
+        ))  # fmt: skip
+    call = InferCall("m1", None, "/v2/models/m1/infer", b"{}")
+    for svc in svcs:  # warm; each then sees the other's leases through the figures
+        await svc.infer(call)
+    for svc in svcs:
+        await svc.drain()
+    t0 = [s.round_trips for s in stores]
+    sem = asyncio.Semaphore(16)
+    done = [0, 0]
+
+    async def one(i: int) -> None:
+        async with sem:
+            await svcs[i % 2].infer(call)
+            done[i % 2] += 1
+
+    await asyncio.gather(*(one(i) for i in range(N)))
+    for svc in svcs:
+        await svc.drain()
+    again = [s.metrics.registry.get_sample_value("synergai_redecided_total") or 0 for s in svcs]
+    trips = [s.round_trips - t for s, t in zip(stores, t0, strict=True)]
+    assert trips == [2 * d + a for d, a in zip(done, again, strict=True)], (trips, done, again)
+    assert sum(again) <= N  # at most once each
+    conditional = sum(1 for s in svcs if s.clock.now() - s._others_at < 10.0)
+    assert conditional == 2  # both knew they were replicas
+    snap = await stores[0].snapshot([w.id for w in infos])
+    assert snap is not None and all(v.outstanding == 0 for v in snap.values())
+    for s in stores:
+        await s.close()
