@@ -12,10 +12,12 @@ so a scenario behaves the same on a slower clock; :meth:`Scenario.scaled` applie
 ``overhead_ms`` (optional, default 0) is the fixed cost of the live path per request that the
 profiles do not contain: the client, the gateway, Triton's HTTP front end, ensemble and
 python-backend IPC (docs/benchmarks.md, Simulator vs live). A number is a constant; ``{p50,
-p99}`` a log-normal like a profile's. It is real time on the machine that serves, so
-``time_scale`` does **not** scale it. The simulator spends half of it before the request takes
-an instance slot and half after it releases it, as it does ``rtt_ms`` (the overhead does not
-occupy the device), and its router predicts with it (``PredictorConfig.overhead_ms``).
+p99}`` a log-normal like a profile's, plus optionally ``device: {p50, p99}``. It is real time
+on the machine that serves, so ``time_scale`` does **not** scale it. The simulator spends half
+of the main part before the request takes an instance slot and half after it releases it, as
+it does ``rtt_ms`` (it does not occupy the device), and its router predicts with it
+(``PredictorConfig.overhead_ms``); ``device`` is added to the request's time on its slot
+(the router's online correction sees it as service).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "Burst",
     "Fault",
     "FormatError",
+    "LogNormalMs",
     "Overhead",
     "Pool",
     "Scenario",
@@ -124,8 +127,8 @@ class Fault(_Strict):
     for_s: PositiveFloat | None = None
 
 
-class Overhead(_Strict):
-    """A per-request fixed cost (ms) drawn from a log-normal fitted to ``p50`` and ``p99``."""
+class LogNormalMs(_Strict):
+    """A per-request cost (ms) drawn from a log-normal fitted to ``p50`` and ``p99``."""
 
     p50: NonNegativeFloat
     p99: NonNegativeFloat | None = None
@@ -142,6 +145,15 @@ class Overhead(_Strict):
             return -math.inf, 0.0
         p99 = self.p99 if self.p99 is not None and self.p99 > self.p50 else self.p50
         return math.log(self.p50), math.log(p99 / self.p50) / Z99
+
+
+class Overhead(LogNormalMs):
+    """The live path's fixed cost per request outside the device (``p50``, ``p99``, ms), and
+    ``device``: what it adds while holding an instance slot (sleep overshoot, backend IPC
+    inside ``execute``), which the next request in the queue waits for too.
+    """
+
+    device: LogNormalMs | None = None
 
 
 class Scenario(_Strict):

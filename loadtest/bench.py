@@ -366,8 +366,9 @@ def resolve_overhead(
         o = cal.overhead()
         gw = round(cal.gateway_ms, 3)
         err.print(
-            f"[dim]overhead p50 {o.p50:.2f} ms, p99 {o.p99 or o.p50:.2f} ms (mean "
-            f"{cal.mean_ms:.2f}); the gateway's own share {gw:.2f} ms; load "
+            f"[dim]overhead p50 {cal.p50_ms:.2f} ms, p99 {cal.p99_ms:.2f} ms (mean "
+            f"{cal.mean_ms:.2f}), of which on the device slot p50 {cal.device_p50_ms:.2f}, p99 "
+            f"{cal.device_p99_ms:.2f}; the gateway's own share {gw:.2f} ms; load "
             f"{cal.loadavg[0]} -> {cal.loadavg[1]}[/dim]"
         )
         sc = keep_private(scenario, scenario.model_copy(update={"overhead_ms": o}))
@@ -386,8 +387,16 @@ def resolve_overhead(
     return sc, {}, {"source": "flag", "sim": _oh_doc(o), "gateway_ms": 0.0}
 
 
-def _oh_doc(o: Any) -> dict[str, float]:
-    return {"p50": o.p50, "p99": o.p99 if o.p99 is not None else o.p50, "mean": round(o.mean_ms, 3)}
+def _oh_doc(o: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "p50": o.p50,
+        "p99": o.p99 if o.p99 is not None else o.p50,
+        "mean": round(o.mean_ms, 3),
+    }
+    dev = getattr(o, "device", None)
+    if dev is not None:
+        doc["device"] = {"p50": dev.p50, "p99": dev.p99 if dev.p99 is not None else dev.p50}
+    return doc
 
 
 def _default_policies() -> list[str]:
@@ -499,9 +508,11 @@ def run_bench(
     print_tables(result, out)
     if oh_meta["source"] != "off":
         o = oh_meta["sim"]
+        dev = o.get("device")
+        on_slot = f", on the slot p50 {dev['p50']:g} / p99 {dev['p99']:g} ms" if dev else ""
         out.print(
             f"live path overhead ({oh_meta['source']}): simulator p50 {o['p50']:g} ms, p99 "
-            f"{o['p99']:g} ms; gateways' overhead_ms {oh_meta['gateway_ms']:g}"
+            f"{o['p99']:g} ms{on_slot}; gateways' overhead_ms {oh_meta['gateway_ms']:g}"
         )
     if plot is not None:
         if compare_sim:

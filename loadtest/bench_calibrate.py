@@ -9,7 +9,9 @@ request costs beyond its service and rtt is the path's own: the client (and its 
 gateway, the relay's timers, Triton's HTTP front end, the ensemble, the python-backend IPC and
 sleep overshoot. From it (``base = SERVICE_MS + RTT_MS``):
 
-* the simulator's ``overhead_ms`` = ``{p50, p99}`` of ``client latency - base``;
+* the simulator's ``overhead_ms`` = ``{p50, p99}`` of ``client latency - base``, split into
+  the part on the device slot (``device``: each execution's time past its emulated deadline,
+  from the emulated model's execution log) and the rest (:meth:`Calibration.overhead`);
 * the live gateways' ``overhead_ms`` setting = the part their own latency measurement contains
   (mean of ``synergai_request_duration_seconds`` minus ``base``): what the client and the
   gateway's front end add before and after it, the gateway cannot see, and telling it would
@@ -26,25 +28,29 @@ has the figures.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import statistics
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.scenario import Overhead, Scenario
+from gateway.scenario import LogNormalMs, Overhead, Scenario
 
 __all__ = [
     "CALIBRATION",
     "RTT_MS",
     "SATURATED_X",
     "SERVICE_MS",
+    "TRACE_ENV",
     "Calibration",
     "at_rate",
     "calibrate",
+    "device_ms",
 ]
 
 CALIBRATION = Path(__file__).resolve().parent / "live" / "calibrate" / "overhead.yaml"
@@ -53,6 +59,8 @@ SERVICE_MS = 5.0
 """Its model's fixed service time (ms)."""
 RTT_MS = 1.0
 """Its pool's rtt (ms)."""
+TRACE_ENV = "SYNERGAI_EMULATION_TRACE"
+"""The emulated model's execution log directory (``workers/models/emulated/model.py``)."""
 SATURATED_X = 10.0
 """An overhead above this many times :data:`SERVICE_MS` at the median means a saturated host."""
 
@@ -65,7 +73,8 @@ class Calibration:
         p50_ms: median of ``client latency - SERVICE_MS - RTT_MS``.
         p99_ms: its 99th percentile.
         mean_ms: its mean.
-        gateway_ms: mean of the gateway's own measurement minus the same (>= 0).
+        gateway_ms: mean of the gateway's own measurement minus the same and minus the
+            device part's mean (>= 0).
         requests: answered requests it is based on.
         loadavg: 1-minute load average before and after.
         rate_rps: the mean rate it was measured at (requests/s).
@@ -78,6 +87,9 @@ class Calibration:
     requests: int
     loadavg: tuple[float, float]
     rate_rps: float = 20.0
+    device_p50_ms: float = 0.0
+    device_p99_ms: float = 0.0
+    device_mean_ms: float = 0.0
 
     @property
     def saturated(self) -> bool:
@@ -85,9 +97,18 @@ class Calibration:
         return self.p50_ms > SATURATED_X * SERVICE_MS
 
     def overhead(self) -> Overhead:
-        """The simulator's ``overhead_ms``."""
-        p50 = max(0.0, self.p50_ms)
-        return Overhead(p50=round(p50, 3), p99=round(max(p50, self.p99_ms), 3))
+        """The simulator's ``overhead_ms``: outside the slot, and ``device`` on it.
+
+        The split is by distribution, not per request: outside ``p50`` = total ``p50`` minus
+        the device part's ``p50``, outside ``p99`` = total ``p99`` minus its mean.
+        """
+        dev = None
+        if self.device_p50_ms > 0:
+            d50 = round(self.device_p50_ms, 3)
+            dev = LogNormalMs(p50=d50, p99=round(max(d50, self.device_p99_ms), 3))
+        p50 = max(0.0, self.p50_ms - self.device_p50_ms)
+        p99 = max(p50, self.p99_ms - self.device_mean_ms)
+        return Overhead(p50=round(p50, 3), p99=round(p99, 3), device=dev)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, rounded."""
@@ -151,11 +172,20 @@ def calibrate(protocol: str = "http", seconds: float = 10.0, rate_rps: float = 0
     trace = live_trace(sc)
     wd = Path(tempfile.mkdtemp(prefix="synergai-calibrate-"))
     load0 = os.getloadavg()[0]
+    executions = wd / "executions"
+    executions.mkdir()
+    env_was = os.environ.get(TRACE_ENV)
+    os.environ[TRACE_ENV] = str(executions)  # the fleet's servers inherit it at start
     try:
         with LiveStack(sc, wd, progress=False) as stack:
+            if env_was is None:
+                os.environ.pop(TRACE_ENV, None)
+            else:
+                os.environ[TRACE_ENV] = env_was
             gw = stack.start_gateways("round_robin")[0]
             target = gw.url if protocol == "http" else gw.grpc_target
             s0, c0 = duration_seconds(gw.metrics())
+            since = time.time()
             outcomes = _run_async(
                 replay(
                     trace,
@@ -167,14 +197,20 @@ def calibrate(protocol: str = "http", seconds: float = 10.0, rate_rps: float = 0
                 )
             )
             s1, c1 = duration_seconds(gw.metrics())
+        device = device_ms(executions, since)
     finally:
+        if env_was is None:
+            os.environ.pop(TRACE_ENV, None)
+        else:
+            os.environ[TRACE_ENV] = env_was
         shutil.rmtree(wd, ignore_errors=True)
     base = SERVICE_MS + RTT_MS
     lat = sorted(o.latency_ms - base for o in outcomes if o.status == "ok")
     if len(lat) < 20:
         raise RuntimeError(f"overhead calibration: only {len(lat)} requests answered")
-    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
-    gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 - base if c1 > c0 else 0.0
+    p99 = _p99(lat)
+    dev_mean = statistics.fmean(device) if device else 0.0
+    gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 - base - dev_mean if c1 > c0 else 0.0
     return Calibration(
         p50_ms=statistics.median(lat),
         p99_ms=p99,
@@ -183,4 +219,30 @@ def calibrate(protocol: str = "http", seconds: float = 10.0, rate_rps: float = 0
         requests=len(lat),
         loadavg=(round(load0, 2), round(os.getloadavg()[0], 2)),
         rate_rps=sc.workload[0].rate_rps,
+        device_p50_ms=statistics.median(device) if device else 0.0,
+        device_p99_ms=_p99(device) if device else 0.0,
+        device_mean_ms=dev_mean,
     )
+
+
+def _p99(xs: list[float]) -> float:
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, round(0.99 * (len(ys) - 1)))]
+
+
+def device_ms(trace_dir: Path, since: float) -> list[float]:
+    """Per execution started after ``since`` (epoch s), its time on the slot beyond its
+    emulated deadline (ms, >= 0): sleep overshoot and the backend's own work.
+
+    Reads the emulated model's execution log (``SYNERGAI_EMULATION_TRACE``, docs/workers.md).
+    """
+    out: list[float] = []
+    for f in sorted(trace_dir.glob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+                if r["t0"] >= since:
+                    out.append(max(0.0, (r["end"] - r["deadline"]) * 1000.0))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out

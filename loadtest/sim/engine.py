@@ -18,7 +18,8 @@ all count).
 The scenario's ``overhead_ms`` (the live path's fixed cost per request, unscaled) is spent like
 the rtt: half before the request reaches the server's slots, half after it leaves them; the
 router's view is told its mean (``PredictorConfig.overhead_ms``), as a live gateway is by its
-``overhead_ms`` setting. With none (the default) every figure is the same as without it.
+``overhead_ms`` setting. Its ``device`` part is added to the request's time on its slot. With
+none (the default) every figure is the same as without it.
 
 Hot path (DESIGN.md §10): the loop calls the very policy object the gateway runs; around it,
 per request, only a few list and attribute reads: one reusable :class:`Request` per workload
@@ -171,6 +172,11 @@ def simulate(
     )
     oh: float = oc
     truth.oh_s = oc
+    # its device part (s): extra time on the slot, per request (None: none)
+    dvs: list[float] | None = (
+        None if trace.device_ms is None else (trace.device_ms / 1000.0).tolist()
+    )
+    dv: float = 0.0
     seq = 0
     nxt: float = events[0][0] if events else math.inf
     wall0 = clock_ns() if clock_ns is not None else 0
@@ -196,6 +202,9 @@ def simulate(
             if ohs is not None:
                 oh = ohs[i]
                 truth.oh_s = oh
+            if dvs is not None:
+                dv = dvs[i]
+                truth.dv_s = dv
             if every:
                 if countdown == 0:
                     countdown = every
@@ -236,7 +245,7 @@ def simulate(
                     if len(speed_t) > 1
                     else w.speed_f[0]
                 )
-                end = begin + math.exp(mu + sigma * z) * f / 1000.0
+                end = begin + math.exp(mu + sigma * z) * f / 1000.0 + dv
                 heapreplace(slots, end)
                 if end > tc:  # killed by the crash at tc
                     status[i] = FAILED

@@ -131,14 +131,15 @@ def _fill_lognormal(w: SimWorker, book: ProfileBook, sc: Scenario) -> None:
 class SimTruth:
     """Ground truth for the oracle: true completion (ms at the client) of the current request.
 
-    ``z`` and ``oh_s`` (its live-path fixed cost, s, spent like the rtt) are the current
-    request's; the engine sets them before each decision.
+    ``z``, ``oh_s`` (its live-path fixed cost, s, spent like the rtt) and ``dv_s`` (its extra
+    time on the slot, s) are the current request's; the engine sets them before each decision.
     """
 
     def __init__(self, fleet: list[SimWorker]) -> None:
         self.by_id = {w.info.id: w for w in fleet}
         self.z = 0.0
         self.oh_s = 0.0
+        self.dv_s = 0.0
         self._serving: dict[tuple[str, int], list[SimWorker]] = {}
 
     def completion_ms(self, worker: str, req: Request, now: float) -> float:
@@ -152,7 +153,7 @@ class SimTruth:
         if tc <= a:
             return math.inf
         start = max(a, w.slots[0])
-        end = start + w.service_s(req.model, req.batch, self.z, start)
+        end = start + w.service_s(req.model, req.batch, self.z, start) + self.dv_s
         if end > tc:
             return math.inf
         return (end - now) * 1000.0 + w.info.rtt_ms / 2.0 + self.oh_s * 500.0
@@ -167,6 +168,7 @@ class SimTruth:
         best_end = math.inf
         z = self.z
         oh = self.oh_s
+        dv = self.dv_s
         for w in ws:
             h = (w.rtt_s + oh) * 0.5
             a = now + h
@@ -179,7 +181,7 @@ class SimTruth:
             start = a if a > s0 else s0
             if start + h >= best_end:
                 continue
-            end = start + w.service_s(req.model, req.batch, z, start)
+            end = start + w.service_s(req.model, req.batch, z, start) + dv
             if end > tc:
                 continue
             end += h

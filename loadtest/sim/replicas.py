@@ -170,6 +170,7 @@ def simulate_replicas(
         if trace.overhead_ms is None
         else (trace.overhead_ms / 1000.0).tolist()
     )
+    dvs = [0.0] * n if trace.device_ms is None else (trace.device_ms / 1000.0).tolist()
     exp, bisect_right = math.exp, bisect.bisect_right
     wall0 = clock_ns() if clock_ns is not None else 0
 
@@ -215,6 +216,7 @@ def simulate_replicas(
         truth.z = zs[i]
         view.advance(t)
         oh = truth.oh_s = ohs[i]
+        dv = truth.dv_s = dvs[i]
         if every and countdown == 0:
             t0 = clock_ns()  # type: ignore[misc]
             d = policies[r].choose(req, view, t, rngs[r])
@@ -298,6 +300,7 @@ def simulate_replicas(
             end = (
                 begin
                 + exp(mu + sigma * zs[i]) * w.speed_f[bisect_right(w.speed_t, begin) - 1] / 1000.0
+                + dv
             )
             heapq.heapreplace(slots, end)
             if end > tc:  # killed by the crash at tc

@@ -15,7 +15,8 @@ others. Every request also carries ``z ~ N(0, 1)``: its true service time on any
 
 A scenario whose ``overhead_ms`` has a spread (``{p50, p99}``) also gives each request its own
 fixed cost, drawn by a generator of its own (``(seed, 0, 1)``), so the arrivals and ``z`` are
-those of the same scenario without it; a constant overhead needs no array.
+those of the same scenario without it; a constant overhead needs no array. Its ``device``
+part (time added on the slot) is drawn likewise, on ``(seed, 0, 2)``, whenever it is set.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Trace:
         duration_s: the scenario's duration (s).
         overhead_ms: each request's live-path fixed cost (ms) when the scenario's
             ``overhead_ms`` has a spread; None: the scenario's constant.
+        device_ms: each request's extra time on its slot (ms, ``overhead_ms.device``); None:
+            none.
     """
 
     t: FloatArray
@@ -51,11 +54,13 @@ class Trace:
     z: FloatArray
     duration_s: float
     overhead_ms: FloatArray | None = None
+    device_ms: FloatArray | None = None
 
     def keep(self, mask: npt.NDArray[np.bool_]) -> Trace:
         """The requests where ``mask`` is true."""
         oh = None if self.overhead_ms is None else self.overhead_ms[mask]
-        return Trace(self.t[mask], self.stream[mask], self.z[mask], self.duration_s, oh)
+        dv = None if self.device_ms is None else self.device_ms[mask]
+        return Trace(self.t[mask], self.stream[mask], self.z[mask], self.duration_s, oh, dv)
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -114,10 +119,17 @@ def build_trace(scenario: Scenario, seed: int) -> Trace:
     if sigma > 0:
         rng = np.random.default_rng([seed, 0, 1])
         oh = np.exp(mu + sigma * rng.standard_normal(t_all.shape[0]))
+    dv: FloatArray | None = None
+    dev = scenario.overhead.device
+    if dev is not None and dev.p50 > 0:
+        mu, sigma = dev.lognormal()
+        rng = np.random.default_rng([seed, 0, 2])
+        dv = np.exp(mu + sigma * rng.standard_normal(t_all.shape[0]))
     return Trace(
         t_all[order],
         np.concatenate(ss)[order],
         np.concatenate(zs)[order],
         scenario.duration_s,
         oh,
+        dv,
     )

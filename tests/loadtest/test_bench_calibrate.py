@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from gateway.scenario import Overhead, load_scenario
+from gateway.scenario import LogNormalMs, Overhead, load_scenario
 from loadtest.bench import overhead_mode, resolve_overhead
 from loadtest.bench_calibrate import (
     CALIBRATION,
@@ -62,6 +62,9 @@ def test_calibration_overhead_and_gateway_figures() -> None:
     cal = Calibration(3.2, 9.5, 4.0, 2.1, 200, (1.0, 1.2))
     assert cal.overhead() == Overhead(p50=3.2, p99=9.5) and not cal.saturated
     assert Calibration(5800.0, 7800.0, 5900.0, 248.0, 1800, (14.0, 13.0)).saturated
+    # 1 ms of it on the slot (p50; mean 1.5, p99 6): the rest is outside
+    on = Calibration(3.2, 9.5, 4.0, 2.1, 200, (1.0, 1.2), 20.0, 1.0, 6.0, 1.5)
+    assert on.overhead() == Overhead(p50=2.2, p99=8.0, device=LogNormalMs(p50=1.0, p99=6.0))
     assert Calibration(-0.1, -0.2, 0.0, 0.0, 20, (0, 0)).overhead() == Overhead(p50=0.0, p99=0.0)
     text = (
         "# HELP synergai_request_duration_seconds x\n"
@@ -81,6 +84,21 @@ def test_calibration_scenario_is_what_the_docstring_says() -> None:
     assert sc.pools[0].rtt_ms == RTT_MS and sc.pools[0].instances == 1
     w = sc.workload[0]
     assert w.arrival == "constant" and 1000.0 / w.rate_rps > 5 * SERVICE_MS  # none waits
+
+
+def test_device_ms_reads_the_execution_log(tmp_path: Path) -> None:
+    import json
+
+    from loadtest.bench_calibrate import device_ms
+
+    rows = [
+        {"t0": 9.0, "deadline": 9.005, "end": 9.007},  # before the replay: warm-up
+        {"t0": 10.0, "deadline": 10.005, "end": 10.0065},
+        {"t0": 11.0, "deadline": 11.0, "end": 10.9},  # anchored back: never negative
+    ]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{bad\n")
+    got = device_ms(tmp_path, since=10.0)
+    assert len(got) == 2 and got[0] == pytest.approx(1.5) and got[1] == 0.0
 
 
 def test_at_rate_keeps_requests_from_waiting_for_a_slot() -> None:

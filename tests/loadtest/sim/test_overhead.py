@@ -113,3 +113,25 @@ def test_bad_overhead_is_a_format_error(tmp_path: Any) -> None:
     )
     with pytest.raises(FormatError, match="overhead_ms"):
         load_scenario(path)
+
+
+def test_device_part_holds_the_slot() -> None:
+    # a request every 50 ms: each takes rtt 2 + service 10 + device 2; every 10 ms (= the
+    # service), the device part makes the server fall 2 ms further behind per request
+    idle = _scenario({"p50": 0.0, "device": {"p50": 2.0, "p99": 2.0}})
+    tr = build_trace(idle, 1)
+    assert tr.overhead_ms is None and tr.device_ms is not None
+    res = simulate(idle, tr, make_policy("round_robin", idle.profile_book), 1)
+    assert np.allclose(res.latency_ms, 14.0)
+    busy = _scenario({"p50": 0.0, "device": {"p50": 2.0}}, rate=100.0)
+    res = simulate(busy, build_trace(busy, 1), make_policy("round_robin", busy.profile_book), 1)
+    assert np.allclose(np.diff(res.latency_ms), 2.0)
+    two = simulate_replicas(
+        busy, build_trace(busy, 1), [make_policy("round_robin", busy.profile_book)], 1
+    )
+    assert np.allclose(two.latency_ms, res.latency_ms)
+    # the arrivals and the outside-the-slot draws are those of the scenario without it
+    plain = build_trace(_scenario({"p50": 1.0, "p99": 3.0}), 5)
+    both = build_trace(_scenario({"p50": 1.0, "p99": 3.0, "device": {"p50": 0.5, "p99": 4}}), 5)
+    assert both.overhead_ms is not None and plain.overhead_ms is not None
+    assert both.overhead_ms.tolist() == plain.overhead_ms.tolist()
