@@ -105,7 +105,7 @@ class FixedPolicy:
 
     decision: Decision
     name: str = "fixed"
-    pick: Callable[[Request, Any], Decision] | None = None
+    pick: Callable[[Request, FleetView], Decision] | None = None
     seen: list[Request] = field(default_factory=list)
 
     def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
