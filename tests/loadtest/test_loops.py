@@ -70,14 +70,15 @@ async def test_open_loop_sends_on_schedule_not_after_responses(fake) -> None:
     f, urls = fake
     # 20 arrivals 10 ms apart against a 50 ms server: closed loop would take >= 1 s.
     trace = [Arrival(t_s=i * 0.01, model="m", slo_ms=500.0) for i in range(20)]
-    started = time.perf_counter()
     out = await replay(trace, urls, "http", timeout_s=5)
-    assert time.perf_counter() - started < 0.6
     assert [o.status for o in out] == ["ok"] * 20
     assert f.max_inflight >= 4  # overlapping requests: nobody waited for an answer
     sends = [t for t, _, _ in f.seen]
     gaps = [b - a for a, b in itertools.pairwise(sends)]
-    assert sum(gaps) / len(gaps) == pytest.approx(0.01, abs=0.004)
+    # on schedule (10 ms apart), not all at once and not one answer apart (50 ms); the bounds
+    # leave a loaded machine's event loop room: a late send only shortens or lengthens the
+    # mean gap by its lateness / 19
+    assert 0.006 <= sum(gaps) / len(gaps) <= 0.02
     assert all(45.0 <= o.latency_ms < 400.0 for o in out)
     assert {o.worker for o in out} == {"w-1"}
 

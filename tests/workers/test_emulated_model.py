@@ -112,9 +112,14 @@ def test_service_time_speed_schedule_and_slowdown(model_cls: Any, tmp_path: Path
 def test_execute_sleeps_the_service_time(model_cls: Any, tmp_path: Path) -> None:
     m = _make(model_cls, tmp_path / "c.json", [[-1e9, 1.0]])
     x = np.zeros((2, 1), dtype=np.float32)
-    t = time.perf_counter()
-    m.execute([_Request(INPUT0=x)] * 3)
-    assert 0.018 <= time.perf_counter() - t < 0.06  # 3 x 6 ms, sequential (one device slot)
+    took = []
+    for _ in range(3):
+        t = time.perf_counter()
+        m.execute([_Request(INPUT0=x)] * 3)
+        took.append(time.perf_counter() - t)
+    # 3 x 6 ms, sequential (one device slot): never less; the fastest of three tries (a busy
+    # machine only adds time) well under a doubled 36 ms
+    assert min(took) >= 0.018 and min(took) < 0.03, took
 
 
 def test_lognormal_draws_fit_p50(model_cls: Any, tmp_path: Path) -> None:

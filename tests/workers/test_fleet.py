@@ -144,15 +144,19 @@ def test_fault_injector_schedule() -> None:
     inj = FaultInjector(fleet, faults)  # type: ignore[arg-type]
     t0 = time.monotonic()
     inj.start(t0)
-    time.sleep(0.4)
+    deadline = t0 + 10.0  # all 7 applied: a loaded machine's thread may wake late
+    while len(inj.applied) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
     inj.stop()
     a = [(round(t - t0, 2), k, v) for t, k, v in fleet.servers["a"].log]
     assert [v for _, _, v in a] == [2.0, 3.0, 9.0, 3.0, 1.5]
+    # on the fleet clock: never early; late only by what a busy machine's scheduler adds
+    # (a bound for a stuck schedule, not a latency figure)
     for (t, _, _), due in zip(a, [0.05, 0.06, 0.10, 0.15, 0.25], strict=True):
-        assert due <= t < due + 0.04
+        assert due <= t < due + 0.5
     b = fleet.servers["b"].log
     assert [k for _, k, _ in b] == ["kill", "restart"]
-    assert 0.10 <= b[1][0] - t0 < 0.10 + 0.05 + 0.05
+    assert 0.10 <= b[1][0] - t0 < 0.10 + 0.5
     assert len(inj.applied) == 7
 
 
