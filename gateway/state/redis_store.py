@@ -1,12 +1,16 @@
 """The Redis (Valkey) :class:`~gateway.state.store.StateStore`: atomic, leased, fail-open.
 
-Key layout (also in docs/architecture.md); ``{id}`` is a Redis Cluster hash tag, so both keys of
+Key layout (also in docs/architecture.md); ``{id}`` is a Redis Cluster hash tag, so the keys of
 a worker live in one slot and each script touches one slot::
 
     <prefix>:w:{<worker>}   hash  out      requests in flight, all gateways (integer >= 0)
                                   work_us  predicted outstanding work, microseconds (>= 0)
+                                  f<i>     slot i's predicted free time (µs, server TIME)
+                                  s<i>     slot i's shift (total re-anchoring, µs)
     <prefix>:l:{<worker>}   zset  member <gateway>:<seq>:<work_us>, score = lease expiry (ms,
                                   Redis server clock)
+    <prefix>:p:{<worker>}   hash  <gateway>:<seq> -> <slot>:<predicted end - shift> (the
+                                  placement of a live lease, for its release)
 
 Invariants: ``out`` equals the number of live lease members and ``work_us`` their sum, because
 a counter moves only when a lease member is added (``ZADD NX``) or removed (``ZREM`` answered 1).
@@ -16,8 +20,9 @@ expiry keeps gateway clocks out of it.
 
 Transport: for ``redis://`` and ``unix://`` URLs, :class:`gateway.state.resp.RespClient`, one
 pipelined connection (a script call costs ~80 µs of CPU against ~310 µs with redis-py on the
-CI VM, and there are two per request); other URLs (``rediss://``...) use redis-py with a
-bounded pool in which a call waits for a free connection up to the timeout. Scripts run with
+CI VM, and there are two per request); the other forms (``rediss://``, ``redis+sentinel://``,
+``redis+cluster://``: :mod:`gateway.state.redis_url`) use redis-py, one node with a bounded pool
+in which a call waits for a free connection up to the timeout. Scripts run with
 ``EVALSHA`` and fall back to ``EVAL`` when the server lost its script cache (restart).
 
 Fail open: every call has a short socket timeout; on an error the store answers ``None`` and
