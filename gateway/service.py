@@ -220,7 +220,8 @@ class InferenceService:
     def apply_shared(self, worker_id: str, load: WorkerLoad, observed_at: float) -> None:
         """Feed a fleet-wide figure to the view (and metrics)."""
         if self.fleet.worker(worker_id) is not None:
-            if load.outstanding - self._held.get(worker_id, 0) > 0:  # another replica's
+            leases = load.outstanding - load.external  # every gateway's, Triton's extra aside
+            if leases - self._held.get(worker_id, 0) > 0:  # another replica's lease
                 self._others_at = observed_at
             self.view.apply_shared(
                 worker_id, load.outstanding, load.work_ms, observed_at, load.free_ms

@@ -119,6 +119,7 @@ class Reconciler:
             load.work_ms + ext.work_ms,
             tuple(f + extra for f in load.free_ms),
             load.booked,
+            round(ext.outstanding),
         )
 
 

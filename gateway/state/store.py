@@ -65,12 +65,15 @@ class WorkerLoad:
             queue (or has not seen the worker).
         booked: false when a conditional reserve (``Lease.max_wait_us``) booked nothing: the
             request would have waited longer on the shared queue; the figures are as found.
+        external: of ``outstanding``, the requests only Triton's metrics show (not a gateway's
+            lease: :class:`gateway.state.reconcile.Reconciler`).
     """
 
     outstanding: int
     work_ms: float
     free_ms: tuple[float, ...] = ()
     booked: bool = True
+    external: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,3 +174,17 @@ async def test_a_client_gone_while_confirming_leaves_nothing(
     snap = await store.snapshot(["f0"])
     assert b.inflight == 0 and b.view.state("f0").local_out == 0
     assert snap is not None and snap["f0"].outstanding == 1  # A's only
+
+
+async def test_triton_s_extra_load_is_not_another_replica(
+    infos: list[WorkerInfo], book: ProfileBook
+) -> None:
+    """Work only Triton's metrics show (reconciliation) must not make a lone gateway wait."""
+    clock = ManualClock(100.0)
+    b = _service(infos, book, MemoryStore(clock), clock, _least_wait)
+    b.apply_shared("f0", WorkerLoad(3, 6.0, (2.0,), external=3), clock.now())
+    t = b.begin(_call(), confirm=True)
+    assert t.lease.max_wait_us == -1
+    b.apply_shared("f0", WorkerLoad(4, 8.0, (2.0,), external=3), clock.now())  # one lease: ours?
+    t2 = b.begin(_call(), confirm=True)
+    assert t2.lease.max_wait_us == -1  # B holds one unreleased lease: its own

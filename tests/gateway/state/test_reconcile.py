@@ -49,7 +49,8 @@ def test_external_load_goes_stale_and_needs_a_redis_figure() -> None:
     rec.note_shared("w", WorkerLoad(0, 0.0))
     ext = rec.observe("w", _t(0.0, 5, 0))
     assert ext is not None and ext.outstanding == 5
-    assert rec.blend("w", WorkerLoad(1, 1.0)).outstanding == 6
+    got = rec.blend("w", WorkerLoad(1, 1.0))
+    assert got.outstanding == 6 and got.external == 5  # leases: 1, Triton's extra: 5
     clock.advance(2.5)
     assert rec.blend("w", WorkerLoad(1, 1.0)) == WorkerLoad(1, 1.0)
     rec.forget("w")
@@ -66,8 +67,8 @@ async def test_reconciled_store_blends_every_answer() -> None:
     assert await store.reserve(lease) == WorkerLoad(1, 5.0, (5.0,))
     rec.observe("w", _t(1.0, 3.0, 1.0, 2.0))  # 4 in Triton, 1 leased: 3 external
     # the external work is queued too: the one slot frees 6 ms later
-    assert await store.snapshot(["w"]) == {"w": WorkerLoad(4, 11.0, (11.0,))}
-    assert await store.release(lease) == WorkerLoad(3, 6.0, (11.0,))  # failed: as predicted
+    assert await store.snapshot(["w"]) == {"w": WorkerLoad(4, 11.0, (11.0,), external=3)}
+    assert await store.release(lease) == WorkerLoad(3, 6.0, (11.0,), external=3)  # as predicted
     assert await store.expire_leases(["w"]) == 0
     inner.down = True
     assert not store.available
@@ -119,7 +120,7 @@ async def test_scraper_feeds_the_reconciler(metrics_page: dict[str, str]) -> Non
     metrics_page["text"] = _page(2, 200, 2_000_000)  # 200 x 10 ms in 1 s: 2 running, 2 queued
     await scraper.tick()
     assert scraper.loads["w"].in_server == pytest.approx(4.0)
-    assert rec.blend("w", WorkerLoad(1, 10.0)) == WorkerLoad(4, pytest.approx(40.0))  # type: ignore[arg-type]
+    assert rec.blend("w", WorkerLoad(1, 10.0)) == WorkerLoad(4, pytest.approx(40.0), external=3)  # type: ignore[arg-type]
     metrics_page["text"] = "500"
     await scraper.tick()
     assert scraper.failures == 1
