@@ -68,6 +68,7 @@ from gateway.routing.rates import PoolRates
 from gateway.routing.scorers import predicted_latency
 from gateway.routing.selfcheck import SelfCheck
 from gateway.routing.types import Decision, Request
+from gateway.routing.view import FleetView
 
 __all__ = ["EXPLORE", "MARGIN", "PROBE_MIN_S", "PROBE_SHARE", "RELAX", "SynergAI"]
 
@@ -131,8 +132,19 @@ class SynergAI:
         self._probes: dict[tuple[str, str], float] = {}
         self.check: SelfCheck | None = SelfCheck(seed) if self_check else None
 
-    def _learn(self, req: Request) -> None:
+    def _learn(self, req: Request, ests: list[Estimate]) -> None:
+        """Learn the model's tightest SLO and highest priority, from attainable requests only.
+
+        A request whose SLO no candidate meets even idle (``tail - wait > slo`` everywhere:
+        a client's mistake, or a hopeless SLO) is not a class to protect: learnt, one such
+        request would make every worker look harmful to it for hundreds of requests, and
+        loose traffic would yield or be shed for a class that can never be on time.
+        """
         m, slo = req.model, req.slo_ms
+        if not any(
+            e.tail_ms - (e.predicted_ms - e.state.rtt_ms - e.service_ms) <= slo for e in ests
+        ):
+            return
         t = self.tight.get(m)
         self.tight[m] = slo if t is None or slo < t else t + (slo - t) * RELAX
         if req.priority > self.priority.get(m, 0):
@@ -152,12 +164,12 @@ class SynergAI:
         self._probes[key] = now
         return last is None  # the first shed starts the clock; a probe goes after a gap
 
-    def choose(self, req: Request, view: Any, now: float, rng: random.Random) -> Decision:
+    def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """EC, safe deviations, explicit yields, best effort or shed; see the module docstring."""
-        self._learn(req)
         ests = pool_estimates(view, req.model, req.batch, now)
         if not ests:
             return Decision(None, _NAN, 0.0, "no_worker")
+        self._learn(req, ests)
         check = self.check
         e: Estimate | None
         if check is not None and not check.allows(req.model, now):

@@ -106,6 +106,22 @@ def test_protection_keeps_the_edge_for_tight_traffic(view: FleetView, rng: rando
     assert d.worker == "c0"
 
 
+def test_a_hopeless_slo_is_not_a_class_to_protect(view: FleetView, rng: random.Random) -> None:
+    """A client's impossible SLO (met nowhere, even idle) changes nobody else's routing."""
+    fresh = SynergAI(explore=0.0, self_check=False)
+    pol = SynergAI(explore=0.0, self_check=False)
+    for _ in range(3):
+        pol.choose(Request("m", 0.01, priority=1), view, 0.0, rng)  # shed or best effort
+    assert "m" not in pol.tight and "m" not in pol.priority
+    _load(view, "e0", 1)
+    _load(view, "e1", 1)
+    r = Request("m", 60.0, category="latency")
+    assert pol.choose(r, view, 0.0, rng) == fresh.choose(r, view, 0.0, rng)
+    # an attainable tight SLO is learnt
+    pol.choose(Request("m", 15.0), view, 0.0, rng)
+    assert pol.tight["m"] == 15.0
+
+
 def _tiny_stream(pol: SynergAI, view: FleetView, rng: random.Random, n: int, prio: int) -> None:
     """tiny (3 ms SLO, edge only, 0.5 ms) arrives n times over 1 s; answers after 1.5 ms."""
     pending: list[tuple[float, str, Request]] = []
