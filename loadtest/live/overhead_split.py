@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.scenario import load_scenario
+from loadtest.bench_calibrate import duration_seconds
 from loadtest.bench_stack import LiveStack
 from loadtest.bench_workload import keep_private
 
@@ -79,19 +79,6 @@ def _executions(trace_dir: Path) -> list[float]:
     return [(r["end"] - r["t0"]) * 1000.0 for r in rows]
 
 
-def _duration(metrics: str) -> tuple[float, float]:
-    """``(sum s, count)`` of the gateway's ``synergai_request_duration_seconds``."""
-    total = count = 0.0
-    for line in metrics.splitlines():
-        m = re.match(r"synergai_request_duration_seconds_(sum|count)\{[^}]*\} ([0-9.eE+-]+)", line)
-        if m:
-            if m.group(1) == "sum":
-                total += float(m.group(2))
-            else:
-                count += float(m.group(2))
-    return total, count
-
-
 def _stats(xs: list[float]) -> dict[str, float]:
     q = statistics.quantiles(xs, n=100)
     return {"mean": statistics.fmean(xs), "p50": statistics.median(xs), "p99": q[98]}
@@ -113,9 +100,9 @@ def measure(n: int) -> dict[str, Any]:
         direct = _paced(url, n)
         ex_direct = _executions(trace)[-n:]
         gw = stack.start_gateways("round_robin")[0]
-        s0, c0 = _duration(gw.metrics())
+        s0, c0 = duration_seconds(gw.metrics())
         via = _paced(gw.url, n)
-        s1, c1 = _duration(gw.metrics())
+        s1, c1 = duration_seconds(gw.metrics())
         ex_via = _executions(trace)[-n:]
     gw_mean = (s1 - s0) / (c1 - c0) * 1000.0 if c1 > c0 else float("nan")
     d, v = _stats(direct), _stats(via)
