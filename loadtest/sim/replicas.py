@@ -61,9 +61,10 @@ __all__ = ["SharedConfig", "simulate_replicas"]
 
 _FINISH, _RELEASE, _REFRESH, _HEALTH, _RESERVED = 0, 1, 2, 3, 4
 
-COUNTS = {"awaited": 0, "redecided": 0, "moved": 0}
+COUNTS = {"awaited": 0, "redecided": 0, "moved": 0, "shed": 0}
 """Running totals over every :func:`simulate_replicas` call of this process (the benchmark
-reads them around each run): requests that awaited the reserve, re-decided, and moved."""
+reads them around each run): requests that awaited the reserve, were decided again, then moved
+to another worker, or were shed by the second decision."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +257,8 @@ def simulate_replicas(
                 view.apply_shared(wid, load.outstanding, load.work_ms, t, load.free_ms)
                 view.advance(t_send)
                 d = policies[r].choose(req, view, t_send, rngs[r])
-                COUNTS["moved"] += d.worker != wid
+                COUNTS["moved"] += d.worker is not None and d.worker != wid
+                COUNTS["shed"] += d.worker is None
                 wid = d.worker
         if wid is None:
             status[i] = SHED
