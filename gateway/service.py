@@ -378,9 +378,10 @@ class InferenceService:
     async def confirm(self, ticket: Ticket) -> Ticket:
         """Decide on fresh figures without an extra round trip (issue 16.2); before the send.
 
-        When the chosen worker had other replicas' requests in flight, :meth:`_book` made its
-        reserve conditional (``Lease.max_wait_us``): it books only if the wait on the shared
-        queue is within ``REDECIDE_MARGIN_MS`` of the predicted one or still meets the SLO.
+        Beside other replicas (the store showed a lease that is not this gateway's within
+        ``OTHERS_WINDOW_S``), :meth:`_book` made the reserve conditional (``Lease.max_wait_us``):
+        it books only if the wait on the shared queue is within ``REDECIDE_MARGIN_MS`` of the
+        predicted one or still meets the SLO.
         Such a reserve is awaited here (one store round trip on the request path; every other
         ticket passes at once). If it booked nothing, the decision was made on stale figures:
         the local booking is undone, the fresh figures applied, and the request decided once
