@@ -103,7 +103,7 @@ def test_triton_internal_code_for_unparsable_data_is_the_clients() -> None:
 
 
 def test_service_config_is_the_settings_slice() -> None:
-    """Every ``ServiceConfig`` field is a ``Settings`` field with the same default (none repeated)."""
+    """Every ``ServiceConfig`` field is a ``Settings`` field with the same default."""
     from dataclasses import fields
 
     from gateway.core.calls import ServiceConfig
