@@ -291,7 +291,9 @@ async def test_deadline_the_policy_cannot_meet_is_not_sent(rig: Rig) -> None:
     code, details, _ = await _code(rig.stub.ModelInfer(_request(), timeout=10.0, metadata=loose))
     assert code is grpc.StatusCode.DEADLINE_EXCEEDED
     assert "deadline cannot be met" in details and "not sent" in details
-    assert rig.policy.seen[-1].slo_ms <= 10_000.0  # capped by the deadline
+    # capped by the deadline; gRPC rounds its wire timeout up (10 s arrived as 10,099 ms in CI),
+    # as in test_deadline_shorter_than_slo_caps_the_routing_slo
+    assert rig.policy.seen[-1].slo_ms <= 10_250.0
     assert rig.triton.received == []
 
 
