@@ -24,6 +24,16 @@ figure exists, so there is nothing to blend and the view falls back to its local
 figure it returns (reserve, release, snapshot), so the request path and the refresher need no
 change; :class:`TritonScraper` is the collector (a ``tick()`` driven by
 :class:`~gateway.state.collectors.Periodic`): it never runs on the request path.
+
+The scraper sums a worker's models **without its ensembles** (Triton counts a request to an
+ensemble on the ensemble and again on its composing models: summing both read twice the load
+and invented waits on idle workers; see :mod:`gateway.state.triton_metrics`). It learns which
+models are ensembles from ``GET {url}/v2/models/{name}/config`` (``platform: "ensemble"``),
+cached per worker: looked up when a model it has not classified appears on the page, again
+every ``classify_every_s`` and after the server restarted (its counters went backwards). A
+lookup that fails never fails the scrape: the model is left out of the sums until it is
+classified (retried after ``classify_retry_s``), so an unknown model can hide load, never
+double it.
 """
 
 from __future__ import annotations
@@ -31,15 +41,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 
 from gateway.core.clock import Clock
 from gateway.routing.types import WorkerInfo
 from gateway.state.store import Ended, Lease, StateStore, WorkerLoad
-from gateway.state.triton_metrics import TritonLoad, TritonSample, derive, parse_metrics
+from gateway.state.triton_metrics import (
+    TritonLoad,
+    TritonSample,
+    derive,
+    is_ensemble_config,
+    model_names,
+    parse_metrics,
+)
 
 __all__ = ["External", "ReconciledStore", "Reconciler", "TritonScraper"]
 
@@ -169,6 +187,19 @@ class ReconciledStore:
         return await self.inner.expire_leases(workers)
 
 
+@dataclass(slots=True)
+class _Kinds:
+    """What the scraper knows of one worker's models: ``{name: is_ensemble}``."""
+
+    ensemble: dict[str, bool] = field(default_factory=dict)
+    learned_at: float = -math.inf
+    retry_at: float = -math.inf
+
+    def skip(self, names: Collection[str]) -> frozenset[str]:
+        """Models to leave out of the sums: ensembles and models not classified yet."""
+        return frozenset(n for n in names if self.ensemble.get(n, True))
+
+
 class TritonScraper:
     """Scrapes every worker's ``/metrics`` concurrently and feeds :class:`Reconciler`.
 
@@ -176,9 +207,13 @@ class TritonScraper:
         workers: the current fleet (called on every tick, so discovery changes are seen).
         reconciler: where readings go.
         clock: stamps ``observed_at``.
-        timeout_s: per-scrape timeout; a slow worker is skipped this round.
+        timeout_s: per-scrape timeout; a slow worker is skipped this round (also the timeout
+            of each model-configuration lookup).
         session: an aiohttp session (default: one created on first use and closed by
             :meth:`close`).
+        classify_every_s: how often a worker's models are classified again (ensemble or not)
+            even when nothing suggests a change (a model reloaded with a new configuration).
+        classify_retry_s: after a failed lookup, how long before the next try.
     """
 
     def __init__(
@@ -189,6 +224,8 @@ class TritonScraper:
         *,
         timeout_s: float = 0.5,
         session: aiohttp.ClientSession | None = None,
+        classify_every_s: float = 60.0,
+        classify_retry_s: float = 5.0,
     ) -> None:
         self._workers = workers
         self._reconciler = reconciler
@@ -196,18 +233,56 @@ class TritonScraper:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None
+        self._classify_every = classify_every_s
+        self._classify_retry = classify_retry_s
         self._last: dict[str, TritonSample] = {}
+        self._kinds: dict[str, _Kinds] = {}
         self.loads: dict[str, TritonLoad] = {}
         """The latest derived reading per worker (introspection, tests)."""
         self.failures = 0
         """Scrapes that failed since start."""
+        self.lookup_failures = 0
+        """Model-configuration lookups that failed since start (the scrape went on)."""
 
-    async def _get(self, url: str) -> str:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        async with self._session.get(url, timeout=self._timeout) as resp:
+        return self._session
+
+    async def _get(self, url: str) -> str:
+        async with self._client().get(url, timeout=self._timeout) as resp:
             resp.raise_for_status()
             return await resp.text()
+
+    async def _is_ensemble(self, info: WorkerInfo, model: str) -> bool | None:
+        """The model's kind from its configuration; ``None`` when the lookup failed."""
+        url = f"{info.url.rstrip('/')}/v2/models/{quote(model, safe='')}/config"
+        try:
+            async with self._client().get(url, timeout=self._timeout) as resp:
+                resp.raise_for_status()
+                doc = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            log.debug("config of %s on %s: %r", model, info.id, exc)
+            return None
+        if not isinstance(doc, dict):
+            return None
+        return is_ensemble_config(doc)
+
+    async def _classify(self, info: WorkerInfo, kinds: _Kinds, names: Collection[str]) -> None:
+        """Look the kinds of ``names`` up; a failed lookup keeps what was known."""
+        got = await asyncio.gather(*(self._is_ensemble(info, n) for n in names))
+        now = self._clock.now()
+        failed = False
+        for name, kind in zip(names, got, strict=True):
+            if kind is None:
+                failed = True
+            else:
+                kinds.ensemble[name] = kind
+        if failed:
+            self.lookup_failures += 1
+            kinds.retry_at = now + self._classify_retry
+        else:
+            kinds.learned_at = now
 
     async def _scrape(self, info: WorkerInfo) -> None:
         try:
@@ -216,8 +291,24 @@ class TritonScraper:
             self.failures += 1
             log.debug("scrape of %s failed: %r", info.id, exc)
             return
-        sample = parse_metrics(text, self._clock.now())
-        load = derive(self._last.get(info.id), sample, info.instances)
+        now = self._clock.now()
+        names = model_names(text)
+        kinds = self._kinds.setdefault(info.id, _Kinds())
+        prev = self._last.get(info.id)
+        skip = kinds.skip(names)
+        sample = parse_metrics(text, now, exclude=skip)
+        restarted = (
+            prev is not None
+            and prev.models == sample.models
+            and sample.exec_count < prev.exec_count
+        )
+        unknown = sorted(n for n in names if n not in kinds.ensemble)
+        due = restarted or now - kinds.learned_at >= self._classify_every
+        if info.url and (unknown or due) and (restarted or now >= kinds.retry_at):
+            await self._classify(info, kinds, sorted(names) if due else unknown)
+            if kinds.skip(names) != skip:
+                sample = parse_metrics(text, now, exclude=kinds.skip(names))
+        load = derive(prev, sample, info.instances)
         self._last[info.id] = sample
         self.loads[info.id] = load
         self._reconciler.observe(info.id, load)
@@ -230,6 +321,8 @@ class TritonScraper:
             self._last.pop(gone, None)
             self.loads.pop(gone, None)
             self._reconciler.forget(gone)
+        for gone in [w for w in self._kinds if w not in known]:
+            del self._kinds[gone]
         await asyncio.gather(*(self._scrape(w) for w in fleet if w.metrics_url))
 
     async def close(self) -> None:

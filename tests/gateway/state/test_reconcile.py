@@ -76,29 +76,64 @@ async def test_reconciled_store_blends_every_answer() -> None:
     await store.close()
 
 
-@pytest.fixture
-async def metrics_page() -> AsyncIterator[dict[str, str]]:
-    page = {"text": ""}
+class FakeTriton:
+    """Triton's ``/metrics`` and ``GET /v2/models/{name}/config`` on loopback (as 2.51 answers).
 
-    async def handler(_: web.Request) -> web.Response:
-        if page["text"] == "500":
+    ``text`` is the metrics page (``"500"``: an error); ``configs`` maps a model to its
+    ``platform`` (absent: 400 with Triton's error body, as for an unknown model); ``down``
+    makes the config endpoint answer 503; ``lookups`` counts config requests per model.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.configs: dict[str, str] = {}
+        self.down = False
+        self.lookups: dict[str, int] = {}
+        self.base = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/metrics"
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        if self.text == "500":
             return web.Response(status=500)
-        return web.Response(text=page["text"])
+        return web.Response(text=self.text)
 
+    async def config(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.lookups[name] = self.lookups.get(name, 0) + 1
+        if self.down:
+            return web.Response(status=503)
+        platform = self.configs.get(name)
+        if platform is None:
+            err = {"error": f"Request for unknown model: '{name}' is not found"}
+            return web.json_response(err, status=400)
+        doc = {"name": name, "platform": platform,
+               "backend": "python" if platform == "" else ""}  # fmt: skip
+        if platform == "ensemble":
+            doc["ensemble_scheduling"] = {"step": [{"model_name": "dev"}]}  # type: ignore[assignment]
+        return web.json_response(doc)
+
+
+@pytest.fixture
+async def triton() -> AsyncIterator[FakeTriton]:
+    fake = FakeTriton()
     app = web.Application()
-    app.router.add_get("/metrics", handler)
+    app.router.add_get("/metrics", fake.metrics)
+    app.router.add_get("/v2/models/{name}/config", fake.config)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    page["url"] = f"http://127.0.0.1:{port}/metrics"
-    yield page
+    fake.base = f"http://127.0.0.1:{port}"
+    yield fake
     await runner.cleanup()
 
 
-def _page(pending: int, execs: int, compute_us: int) -> str:
-    lab = '{model="m",version="1"}'
+def _page(pending: int, execs: int, compute_us: int, model: str = "m") -> str:
+    lab = f'{{model="{model}",version="1"}}'
     return (
         f"nv_inference_pending_request_count{lab} {pending}\n"
         f"nv_inference_exec_count{lab} {execs}\nnv_inference_count{lab} {execs}\n"
@@ -106,25 +141,94 @@ def _page(pending: int, execs: int, compute_us: int) -> str:
     )
 
 
-async def test_scraper_feeds_the_reconciler(metrics_page: dict[str, str]) -> None:
+async def test_scraper_feeds_the_reconciler(triton: FakeTriton) -> None:
     clock = ManualClock(0.0)
     rec = Reconciler(clock, max_age_s=5.0)
-    info = WorkerInfo("w", "p", "a", ("m",), instances=4, metrics_url=metrics_page["url"])
+    triton.configs = {"m": ""}
+    info = WorkerInfo("w", "p", "a", ("m",), 4, url=triton.base, metrics_url=triton.url)
     fleet = [info, WorkerInfo("nometrics", "p", "a", ("m",))]
     scraper = TritonScraper(lambda: fleet, rec, clock, timeout_s=2.0)
     rec.note_shared("w", WorkerLoad(1, 10.0))
-    metrics_page["text"] = _page(0, 0, 0)
+    triton.text = _page(0, 0, 0)
     await scraper.tick()
     assert scraper.loads["w"].in_server == 0
     clock.advance(1.0)
-    metrics_page["text"] = _page(2, 200, 2_000_000)  # 200 x 10 ms in 1 s: 2 running, 2 queued
+    triton.text = _page(2, 200, 2_000_000)  # 200 x 10 ms in 1 s: 2 running, 2 queued
     await scraper.tick()
     assert scraper.loads["w"].in_server == pytest.approx(4.0)
     assert rec.blend("w", WorkerLoad(1, 10.0)) == WorkerLoad(4, pytest.approx(40.0), external=3)  # type: ignore[arg-type]
-    metrics_page["text"] = "500"
+    assert triton.lookups == {"m": 1}  # classified once, cached
+    triton.text = "500"
     await scraper.tick()
     assert scraper.failures == 1
     fleet.pop(0)  # discovery removed it: forgotten
     await scraper.tick()
     assert "w" not in scraper.loads and rec.external("w") is None
+    await scraper.close()
+
+
+def _ensemble_page(pending: int, requests: int, compute_us: int) -> str:
+    """Every request sent to ensemble ``e`` (one step): Triton counts it on ``e`` and ``dev``."""
+    return _page(0, requests, compute_us, "e") + _page(pending, requests, compute_us, "dev")
+
+
+async def test_scraper_leaves_ensembles_out(triton: FakeTriton) -> None:
+    clock = ManualClock(0.0)
+    rec = Reconciler(clock, max_age_s=5.0)
+    triton.configs = {"e": "ensemble", "dev": ""}
+    info = WorkerInfo("w", "p", "a", ("e",), 4, url=triton.base, metrics_url=triton.url)
+    scraper = TritonScraper(lambda: [info], rec, clock, timeout_s=2.0)
+    rec.note_shared("w", WorkerLoad(1, 10.0))
+    triton.text = _ensemble_page(0, 0, 0)
+    await scraper.tick()
+    clock.advance(1.0)
+    # 100 requests of 10 ms in 1 s: one running (two before the fix), one queued
+    triton.text = _ensemble_page(1, 100, 1_000_000)
+    await scraper.tick()
+    assert scraper.loads["w"].running == pytest.approx(1.0)
+    assert scraper.loads["w"].in_server == pytest.approx(2.0)
+    assert triton.lookups == {"dev": 1, "e": 1}
+    # a model loaded later is classified when it first shows up, not before
+    clock.advance(1.0)
+    triton.configs["e2"] = "ensemble"
+    triton.text = _ensemble_page(0, 200, 2_000_000) + _page(0, 50, 500_000, "e2")
+    await scraper.tick()
+    assert triton.lookups == {"dev": 1, "e": 1, "e2": 1}
+    assert scraper.loads["w"].running == pytest.approx(1.0)  # e2 left out: still the device's
+    await scraper.close()
+
+
+async def test_a_failed_lookup_hides_the_model_and_never_fails_the_scrape(
+    triton: FakeTriton,
+) -> None:
+    clock = ManualClock(0.0)
+    rec = Reconciler(clock, max_age_s=5.0)
+    triton.configs = {"e": "ensemble", "dev": ""}
+    triton.down = True
+    info = WorkerInfo("w", "p", "a", ("e",), 4, url=triton.base, metrics_url=triton.url)
+    scraper = TritonScraper(
+        lambda: [info], rec, clock, timeout_s=2.0, classify_retry_s=5.0, classify_every_s=60.0
+    )
+    triton.text = _ensemble_page(3, 0, 0)
+    await scraper.tick()
+    assert scraper.failures == 0 and scraper.lookup_failures == 1
+    assert scraper.loads["w"].in_server == 0  # unknown kinds: nothing counted, nothing doubled
+    clock.advance(1.0)
+    await scraper.tick()  # within the retry delay: no lookup
+    assert triton.lookups == {"dev": 1, "e": 1}
+    triton.down = False
+    clock.advance(5.0)
+    await scraper.tick()
+    assert triton.lookups == {"dev": 2, "e": 2} and scraper.loads["w"].in_server == 3
+    # classified again every classify_every_s, and at once after a restart
+    clock.advance(60.0)
+    await scraper.tick()
+    assert triton.lookups == {"dev": 3, "e": 3}
+    triton.text = _ensemble_page(0, 500, 5_000_000)
+    clock.advance(1.0)
+    await scraper.tick()
+    triton.text = _ensemble_page(0, 2, 20_000)  # counters went backwards: restarted
+    clock.advance(1.0)
+    await scraper.tick()
+    assert triton.lookups == {"dev": 4, "e": 4}
     await scraper.close()
