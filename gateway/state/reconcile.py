@@ -244,6 +244,11 @@ class TritonScraper:
         self.lookup_failures = 0
         """Model-configuration lookups that failed since start (the scrape went on)."""
 
+    def kinds(self, worker: str) -> dict[str, bool]:
+        """What the scraper learned of a worker's models: ``{name: is_ensemble}`` (a copy)."""
+        kinds = self._kinds.get(worker)
+        return dict(kinds.ensemble) if kinds is not None else {}
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)

@@ -140,8 +140,9 @@ def test_in_server_matches_the_truth_idle_and_under_closed_loop_load(worker: Wor
                 if out["after"] == 0 or time.monotonic() > deadline:
                     break
             out["lookup_failures"] = scraper.lookup_failures
-            out["ensembles"] = sum(scraper._kinds[worker.id].ensemble.values())
-            out["device_known"] = not scraper._kinds[worker.id].ensemble[DEVICE_MODEL]
+            kinds = scraper.kinds(worker.id)
+            out["ensembles"] = sum(kinds.values())
+            out["device_known"] = kinds.get(DEVICE_MODEL) is False
         finally:
             await scraper.close()
         return out

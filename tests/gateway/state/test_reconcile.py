@@ -188,6 +188,7 @@ async def test_scraper_leaves_ensembles_out(triton: FakeTriton) -> None:
     assert scraper.loads["w"].running == pytest.approx(1.0)
     assert scraper.loads["w"].in_server == pytest.approx(2.0)
     assert triton.lookups == {"dev": 1, "e": 1}
+    assert scraper.kinds("w") == {"dev": False, "e": True} and scraper.kinds("x") == {}
     # a model loaded later is classified when it first shows up, not before
     clock.advance(1.0)
     triton.configs["e2"] = "ensemble"
