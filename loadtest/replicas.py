@@ -1,6 +1,6 @@
 """Gateway replicas sharing one Redis: Redis sampling against the truth, and a figure.
 
-Used by ``tests/integration/test_replicas.py`` / ``test_state_failures.py`` (with the one gateway
+Used by ``tests/integration/test_replicas.py`` (with the one gateway
 process helper, :class:`loadtest.gateway_process.GatewayProcess`, and the one closed loop,
 :func:`loadtest.loops.closed_loop`) and runnable::
 
@@ -35,11 +35,28 @@ __all__ = ["RedisSampler", "excess_over_truth", "main"]
 class RedisSampler:
     """Reads every worker's ``out`` from Redis every ``period_s`` (one pipelined round trip).
 
-    ``samples`` holds ``(t_before, t_after, {worker: out})`` on the client's monotonic clock.
+    ``samples`` holds ``(t_before, t_after, {worker: out})`` on the client's monotonic clock;
+    ``t_after - t_before`` of a sample is one Redis round trip as this (loaded) machine serves
+    it (:attr:`max_round_trip_s`).
+
+    Every wait is bounded: a read by ``read_timeout_s``, the sampling loop by ``max_s`` (it
+    stops by itself), :meth:`stop` by ``stop_timeout_s``. The loop stops on a flag, not by
+    cancellation: a cancel that lands inside redis-py's pipeline on Python 3.11 may come back
+    as a ``ConnectionError`` (28 of 200 cancels at a random point of a read, on a quiet
+    machine), which the loop must swallow (Redis down is a sample it skips), so a cancelled
+    loop could run on forever and ``await task`` never return (issue 16: the 180 s hang).
     """
 
     def __init__(
-        self, url: str, workers: Sequence[str], prefix: str = "synergai", period_s: float = 0.02
+        self,
+        url: str,
+        workers: Sequence[str],
+        prefix: str = "synergai",
+        period_s: float = 0.02,
+        *,
+        read_timeout_s: float = 2.0,
+        max_s: float = 120.0,
+        stop_timeout_s: float = 5.0,
     ) -> None:
         import redis.asyncio as aioredis
 
@@ -47,30 +64,42 @@ class RedisSampler:
         self._workers = list(workers)
         self._prefix = prefix
         self._period = period_s
+        self._read_timeout = read_timeout_s
+        self._max_s = max_s
+        self._stop_timeout = stop_timeout_s
+        self._stopping = False
         self.samples: list[tuple[float, float, dict[str, int]]] = []
         self.errors = 0
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def max_round_trip_s(self) -> float:
+        """The longest read of any sample (seconds; 0 before the first)."""
+        return max((t1 - t0 for t0, t1, _ in self.samples), default=0.0)
+
     async def read(self) -> dict[str, int]:
-        """Every worker's ``out`` now (raises when Redis is down)."""
-        async with self._client.pipeline(transaction=False) as p:
-            for w in self._workers:
-                p.hget(f"{self._prefix}:w:{{{w}}}", "out")
-            raw = await p.execute()
+        """Every worker's ``out`` now (raises when Redis is down or slower than the bound)."""
+        async with asyncio.timeout(self._read_timeout):
+            async with self._client.pipeline(transaction=False) as p:
+                for w in self._workers:
+                    p.hget(f"{self._prefix}:w:{{{w}}}", "out")
+                raw = await p.execute()
         return {w: int(v or 0) for w, v in zip(self._workers, raw, strict=True)}
 
     async def leases(self) -> int:
         """Live lease members over every worker."""
         n = 0
-        for w in self._workers:
-            n += int(await self._client.zcard(f"{self._prefix}:l:{{{w}}}"))
+        async with asyncio.timeout(self._read_timeout):
+            for w in self._workers:
+                n += int(await self._client.zcard(f"{self._prefix}:l:{{{w}}}"))
         return n
 
     async def placements(self) -> int:
         """Placements (the shared queue's per-request entries) over every worker."""
         n = 0
-        for w in self._workers:
-            n += int(await self._client.hlen(f"{self._prefix}:p:{{{w}}}"))
+        async with asyncio.timeout(self._read_timeout):
+            for w in self._workers:
+                n += int(await self._client.hlen(f"{self._prefix}:p:{{{w}}}"))
         return n
 
     async def queue_ms(self) -> float:
@@ -78,11 +107,12 @@ class RedisSampler:
 
         Read with the server's ``TIME`` in the same pipeline (the queue holds server-clock µs).
         """
-        async with self._client.pipeline(transaction=False) as p:
-            p.time()
-            for w in self._workers:
-                p.hgetall(f"{self._prefix}:w:{{{w}}}")
-            got = await p.execute()
+        async with asyncio.timeout(self._read_timeout):
+            async with self._client.pipeline(transaction=False) as p:
+                p.time()
+                for w in self._workers:
+                    p.hgetall(f"{self._prefix}:w:{{{w}}}")
+                got = await p.execute()
         sec, usec = got[0]
         now = int(sec) * 1_000_000 + int(usec)
         left = 0
@@ -94,7 +124,8 @@ class RedisSampler:
         return left / 1000.0
 
     async def _run(self) -> None:
-        while True:
+        end = time.monotonic() + self._max_s
+        while not self._stopping and time.monotonic() < end:
             t0 = time.monotonic()
             try:
                 got = await self.read()
@@ -104,45 +135,66 @@ class RedisSampler:
             await asyncio.sleep(self._period)
 
     def start(self) -> None:
-        """Start sampling in the running loop."""
+        """Start sampling in the running loop (for at most ``max_s``)."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop sampling and close the client."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self._client.aclose()
+        """Stop sampling and close the client, within ``stop_timeout_s``.
+
+        Raises:
+            RuntimeError: the loop did not stop in time (it is cancelled and left behind).
+        """
+        task, self._task = self._task, None
+        self._stopping = True
+        try:
+            if task is not None:
+                done, _ = await asyncio.wait({task}, timeout=self._stop_timeout)
+                if not done:
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=1.0)
+                    raise RuntimeError(
+                        f"the Redis sampler did not stop within {self._stop_timeout} s"
+                    )
+                task.result()  # re-raise what ended it, if anything
+        finally:
+            closing = asyncio.ensure_future(self._client.aclose())
+            await asyncio.wait({closing}, timeout=self._stop_timeout)
+            if not closing.done():
+                closing.cancel()
 
 
 def excess_over_truth(
     samples: Sequence[tuple[float, float, dict[str, int]]],
     outcomes: Sequence[Outcome],
-    slack_s: float,
+    lag_s: float,
 ) -> list[tuple[float, str, int, int]]:
     """Samples where Redis's ``out`` of a worker exceeded its true in-flight count.
 
-    True in-flight of worker ``w`` around a sample read between ``t0`` and ``t1`` is the most
-    requests answered by ``w`` that were open at any instant of ``[t0 - slack_s, t1]`` at the
-    client (a request opens at the client before its reservation and closes before its release,
-    which runs after the answer is sent). Returns ``(t, worker, redis_out, true_max)`` rows.
+    Redis counts a request from its reservation (after the client sent it) until its release,
+    which runs after the answer is sent and may land up to ``lag_s`` after the client saw the
+    answer. A sample read between ``t0`` and ``t1`` shows Redis at one instant ``T`` of
+    ``[t0, t1]``, so the most it may count for worker ``w`` is::
+
+        max over T in [t0, t1] of  #{requests r answered by w : start_r <= T <= end_r + lag_s}
+
+    (each request's span is *extended* by the lag; a request that ended just before another
+    one started may still be counted beside it). Returns ``(t, worker, redis_out, true_max)``
+    rows.
     """
     by_worker: dict[str, list[tuple[float, float]]] = {}
     for o in outcomes:
         if o.worker:
-            by_worker.setdefault(o.worker, []).append((o.start_s, o.end_s))
+            by_worker.setdefault(o.worker, []).append((o.start_s, o.end_s + lag_s))
     bad = []
     for t0, t1, outs in samples:
-        lo = t0 - slack_s
         for w, out in outs.items():
-            spans = [(s, e) for s, e in by_worker.get(w, ()) if s <= t1 and e >= lo]
-            events = sorted([(max(s, lo), 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+            spans = [(s, e) for s, e in by_worker.get(w, ()) if s <= t1 and e >= t0]
+            # opening before closing at the same instant: spans are closed intervals
+            events = sorted([(max(s, t0), 0) for s, _ in spans] + [(e, 1) for _, e in spans])
             cur = peak = 0
-            for _, d in events:
-                cur += d
+            for _, kind in events:
+                cur += 1 if kind == 0 else -1
                 peak = max(peak, cur)
             if out > peak:
                 bad.append((t0, w, out, peak))
