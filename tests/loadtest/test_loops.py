@@ -17,7 +17,7 @@ from loadtest.loops import closed_loop, connections_for, interleaved, replay
 class FakeKServe:
     """Answers ``/v2/models/{m}/infer`` after ``delay_s``.
 
-    Model ``shed`` gets 429, ``bad`` 500, ``slow`` waits 0.5 s.
+    Model ``shed`` gets 429, ``bad`` 500, ``slow`` waits 3 s (beyond the timeouts given).
     """
 
     def __init__(self, delay_s: float = 0.0) -> None:
@@ -33,7 +33,7 @@ class FakeKServe:
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
             await request.read()
-            await asyncio.sleep(self.delay_s if model != "slow" else 0.5)
+            await asyncio.sleep(self.delay_s if model != "slow" else 3.0)
         finally:
             self.inflight -= 1
         if model == "shed":
@@ -105,7 +105,7 @@ async def test_statuses_shed_error_lost(fake) -> None:
         Arrival(t_s=0.0, model="slow", slo_ms=100.0),
         Arrival(t_s=0.0, model="ok", slo_ms=100.0),
     ]
-    out = await replay(trace, urls[:1], "http", timeout_s=0.2)
+    out = await replay(trace, urls[:1], "http", timeout_s=2.0)  # ok on a machine at load 10
     assert [(o.status, o.code) for o in out] == [
         ("shed", "429"),
         ("error", "500"),
