@@ -6,7 +6,7 @@ import pytest
 
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.framework import Estimate
-from gateway.routing.policies.synergai import PROBE_MIN_S, PROBE_SHARE, SynergAI
+from gateway.routing.policies.synergai import CALIBRATED, SynergAI
 from gateway.routing.registry import make_policy
 from gateway.routing.scorers import (
     peak_ewma_cost,
@@ -31,9 +31,9 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
         (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
-        # same, priority 0 and hopeless even on average: shed (an uncalibrated prediction
-        # is probed only once its probe interval has passed: test_uncalibrated_shed_probes)
-        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, None, "shed_slo"),
+        # same, priority 0 and hopeless even on average, but on an uncalibrated prediction:
+        # served as EC would (test_uncalibrated_prediction_is_served_until_calibrated)
+        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, "c0", "best_effort"),
         # batch 8 only fits the cloud (edge max_batch 4)
         (Request("m", 100.0, batch=8), {}, "c0", "fit"),
     ],
@@ -64,23 +64,37 @@ def test_shed_needs_a_calibrated_prediction(view: FleetView, rng: random.Random)
     assert (d.worker, d.reason) == (None, "shed_slo")
 
 
-def test_uncalibrated_shed_probes(view: FleetView, rng: random.Random) -> None:
-    """A pessimistic profile cannot shed a class forever: one probe per interval is served."""
+def test_uncalibrated_prediction_is_served_until_calibrated(
+    view: FleetView, rng: random.Random
+) -> None:
+    """A pessimistic profile cannot shed a class: a request predicted late is served until the
+    correction's samples outweigh the profile (``prior_weight <= CALIBRATED``), then shed; the
+    decay toward the profile makes the prediction uncalibrated again."""
     pol = SynergAI(explore=0.0, self_check=False)
-    gap = max(PROBE_MIN_S, 20.0 / 1000.0 / PROBE_SHARE)  # c0's service: 20 ms
+    shed, served = (None, "shed_slo"), ("c0", "best_effort")
     got = []
-    for t in (0.0, 0.5 * gap, gap, 1.5 * gap, 2.0 * gap):
+    t = 0.0
+    for _ in range(6):
         for w in ("e0", "e1"):  # the edge stays busy: 30 ms of queue from t
             for _ in range(3):
                 view.start(w, Request("m", 1e6), 10.0, t)
-        d = pol.choose(Request("m", 15.0, priority=0), view, t, rng)
+        req = Request("m", 15.0, priority=0)
+        d = pol.choose(req, view, t, rng)
         got.append((d.worker, d.reason))
-    shed, probe = (None, "shed_slo"), ("c0", "best_effort")
-    assert got == [shed, shed, probe, shed, probe]
-    # once the probe's answer calibrates c0 (still late), every request is shed
-    _calibrate(view, "c0", "m", 2.0 * gap)
-    d = pol.choose(Request("m", 15.0, priority=0), view, 2.0 * gap, rng)
-    assert (d.worker, d.reason) == shed
+        if d.worker == "c0":  # its answer: the cloud is as profiled, 20 ms away (still late)
+            view.start("c0", req, 2.0, t)
+            view.finish("c0", req, 2.0, 22.0, t + 0.022)
+        t += 0.05
+    # four full samples: prior weight 0.8^4 = 0.41 <= 1/2
+    assert got == [served] * 4 + [shed] * 2
+    assert view.state("c0").corrections["m"].prior_weight(t) <= CALIBRATED
+    # no sample for TAU_S * ln((1 - 0.41) / (1 - 1/2)) = 3.3 s: uncalibrated, served again
+    t += 4.0
+    for w in ("e0", "e1"):
+        for _ in range(3):
+            view.start(w, Request("m", 1e6), 10.0, t)
+    d = pol.choose(Request("m", 15.0, priority=0), view, t, rng)
+    assert (d.worker, d.reason) == served
 
 
 def test_synergai_learns_a_slow_worker(view: FleetView, rng: random.Random) -> None:
@@ -140,9 +154,11 @@ def _tiny_stream(pol: SynergAI, view: FleetView, rng: random.Random, n: int, pri
 
 
 def _calibrate(view: FleetView, worker: str, model: str, t: float) -> None:
-    r = Request(model, 1e6)
-    view.start(worker, r, 10.0, t - 0.02)
-    view.finish(worker, r, 10.0, 11.0, t - 0.009)
+    """Four samples in a row, just before ``t``: the samples outweigh the profile."""
+    for _ in range(4):
+        r = Request(model, 1e6)
+        view.start(worker, r, 10.0, t - 0.02)
+        view.finish(worker, r, 10.0, 11.0, t - 0.009)
 
 
 @pytest.mark.parametrize(
@@ -224,3 +240,24 @@ def test_scorers(view: FleetView) -> None:
     _load(view, "e0", 2)
     assert queue_depth(s) == 2.0
     assert peak_ewma_cost(s) == pytest.approx(30.0 * 3)
+
+
+def test_a_hopeless_lower_priority_makes_way_on_a_busy_worker(
+    view: FleetView, rng: random.Random
+) -> None:
+    """Fits nowhere, late even on average (calibrated), a higher priority of its model exists
+    and EC's worker is busy: shed (``shed_yield``), so that an overload whose top priority
+    stops fitting can drain. The top priority, or a spare worker, keeps best effort."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    pol.choose(Request("m", 15.0, priority=2), view, 0.0, rng)  # m's priority 2 is learnt
+    for w in ("e0", "e1", "c0"):
+        _calibrate(view, w, "m", 1.0)
+    idle = pol.choose(Request("m", 5.0, priority=1), view, 1.0, rng)
+    assert idle.reason == "best_effort"  # hopeless, but the worker has room: nobody waits
+    for w in ("e0", "e1", "c0"):
+        for _ in range(6):
+            view.start(w, Request("m", 1e6), 10.0, 1.0)
+    d = pol.choose(Request("m", 15.0, priority=1), view, 1.0, rng)
+    assert (d.worker, d.reason) == (None, "shed_yield")
+    top = pol.choose(Request("m", 15.0, priority=2), view, 1.0, rng)
+    assert top.reason == "best_effort"
