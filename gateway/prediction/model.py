@@ -62,7 +62,7 @@ is *calibrated* while ``P <= 1/2``: the data outweigh the profile (four full sam
 from a fresh start). A policy that acts on a prediction alone (a shed) must wait for that:
 one sample moves ``g`` only a fifth of the way, so a profile 2.4x too pessimistic still
 looked hopeless after its first probe and shed a whole class for the run
-(miscalibrated-106013: 28 % violations against 16 % for ``profile_static``; 5.5 % once
+(miscalibrated-106013: 28 % violations against 16 % for ``profile_static``; 6.7 % once
 sheds waited for calibration).
 
 Failures do not enter the correction; they eject the worker for a while (see ``FleetView``).

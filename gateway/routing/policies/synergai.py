@@ -24,14 +24,16 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    (``shed_slo``), or when a higher priority of its model exists and EC's worker is busy (not
    :func:`_spare`: this request would delay the queue behind it; ``shed_yield``). Such a
    shed costs at most half a request (the request was late with probability > 1/2) and frees
-   a whole service on a busy worker. A shed gives no sample, so on an uncalibrated prediction
-   the request is served instead, as EC would: a pessimistic profile is corrected by the
-   samples it gets, where waiting for the old 1-per-``max(1 s, service / 2 %)`` probe shed
-   a whole class for a run (miscalibrated-106013: 28 % against 16 % for EC, 5.5 % now), and
-   a hopeless client SLO costs about one served request per worker and 3 s (the decay's
-   pace back to uncalibrated). Without the busy-worker shed, an overload whose top
-   priority stops fitting never recovers: every lower-priority request joins the queue
-   as best effort (overload-101025: 17 points fewer violations with it).
+   a whole service on a busy worker. A shed gives no sample, so on an uncalibrated
+   prediction the first such shed per worker and model starts a probe clock, and after it
+   the request is served, as EC would, whenever EC's worker has room (a free probe: its wait
+   is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the
+   samples calibrate it. Shedding on one probe's sample shed a whole class of a 2.4x
+   pessimistic profile for the run (miscalibrated-106013: 28 % against 16 % for EC, 6.7 %
+   now); a hopeless client SLO costs a few served requests per worker while it is idle.
+   Without the busy-worker shed, an overload whose top priority stops fitting never
+   recovers: every lower-priority request joins the queue as best effort
+   (overload-101025: 17 points fewer violations with it).
 4. *fit*: ``e0`` = the fit of earliest predicted completion.
 5. *protect*: an alternative to ``e0`` must fit with margin (``tail <= (1 - MARGIN) * slo``),
    have spare capacity (its wait is at most one service: :func:`_spare`) and keep every
@@ -167,20 +169,25 @@ class SynergAI:
         """May a request be shed on ``e``'s prediction (steps 3 and 6)?
 
         ``own``: the shed rests on the request's own predicted lateness (``shed_slo``, or a
-        hopeless request making way for a higher priority): only on a *calibrated* prediction,
-        where the correction's samples outweigh the profile
-        (:meth:`~gateway.prediction.model.Correction.prior_weight` ``<= CALIBRATED``); an
-        uncalibrated one is served, as EC would, and its sample calibrates it. Otherwise (an
+        hopeless request making way for a higher priority): always on a *calibrated*
+        prediction, where the correction's samples outweigh the profile
+        (:meth:`~gateway.prediction.model.Correction.prior_weight` ``<= CALIBRATED``); on an
+        uncalibrated one, after the first shed, the request is served whenever the worker
+        has room (:func:`_spare`: a free probe), and its sample calibrates it. Otherwise (an
         explicit yield of a fit, which rests on the harm to others): on a prediction with a
-        sample within ``stale_s``, or when it is not this worker's probe turn.
+        sample within ``stale_s``. Else the probe clock: the first shed starts it, one
+        request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
         """
-        if own:
-            c = e.state.corrections.get(model)
-            return c is not None and c.prior_weight(now) <= CALIBRATED
-        if now - _last_sample(e, model) <= self.stale_s:
-            return True
         key = (e.state.id, model)
         last = self._probes.get(key)
+        if own:
+            c = e.state.corrections.get(model)
+            if c is not None and c.prior_weight(now) <= CALIBRATED:
+                return True
+            if last is not None and _spare(e):
+                return False  # a free probe: nobody waits behind it
+        elif now - _last_sample(e, model) <= self.stale_s:
+            return True
         gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
         if last is not None and now - last < gap:
             return True

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.prediction.profiles import ProfileBook
 from gateway.routing.framework import Estimate
-from gateway.routing.policies.synergai import CALIBRATED, SynergAI
+from gateway.routing.policies.synergai import CALIBRATED, PROBE_MIN_S, PROBE_SHARE, SynergAI
 from gateway.routing.registry import make_policy
 from gateway.routing.scorers import (
     peak_ewma_cost,
@@ -31,9 +31,9 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
         (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
-        # same, priority 0 and hopeless even on average, but on an uncalibrated prediction:
-        # served as EC would (test_uncalibrated_prediction_is_served_until_calibrated)
-        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, "c0", "best_effort"),
+        # same, priority 0 and hopeless even on average: shed (the first shed starts the
+        # probe clock: test_uncalibrated_prediction_is_probed_until_calibrated)
+        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, None, "shed_slo"),
         # batch 8 only fits the cloud (edge max_batch 4)
         (Request("m", 100.0, batch=8), {}, "c0", "fit"),
     ],
@@ -64,17 +64,18 @@ def test_shed_needs_a_calibrated_prediction(view: FleetView, rng: random.Random)
     assert (d.worker, d.reason) == (None, "shed_slo")
 
 
-def test_uncalibrated_prediction_is_served_until_calibrated(
+def test_uncalibrated_prediction_is_probed_until_calibrated(
     view: FleetView, rng: random.Random
 ) -> None:
-    """A pessimistic profile cannot shed a class: a request predicted late is served until the
-    correction's samples outweigh the profile (``prior_weight <= CALIBRATED``), then shed; the
-    decay toward the profile makes the prediction uncalibrated again."""
+    """A pessimistic profile cannot shed a class: after the first shed (which starts the probe
+    clock), a request predicted late is served while its worker has room (a free probe) until
+    the correction's samples outweigh the profile (``prior_weight <= CALIBRATED``), then shed;
+    the decay toward the profile makes the prediction uncalibrated again."""
     pol = SynergAI(explore=0.0, self_check=False)
     shed, served = (None, "shed_slo"), ("c0", "best_effort")
     got = []
     t = 0.0
-    for _ in range(6):
+    for _ in range(7):
         for w in ("e0", "e1"):  # the edge stays busy: 30 ms of queue from t
             for _ in range(3):
                 view.start(w, Request("m", 1e6), 10.0, t)
@@ -86,15 +87,34 @@ def test_uncalibrated_prediction_is_served_until_calibrated(
             view.finish("c0", req, 2.0, 22.0, t + 0.022)
         t += 0.05
     # four full samples: prior weight 0.8^4 = 0.41 <= 1/2
-    assert got == [served] * 4 + [shed] * 2
+    assert got == [shed] + [served] * 4 + [shed] * 2
     assert view.state("c0").corrections["m"].prior_weight(t) <= CALIBRATED
-    # no sample for TAU_S * ln((1 - 0.41) / (1 - 1/2)) = 3.3 s: uncalibrated, served again
+    # no sample for TAU_S * ln((1 - 0.41) / (1 - 1/2)) = 3.3 s: uncalibrated, probed again
     t += 4.0
     for w in ("e0", "e1"):
         for _ in range(3):
             view.start(w, Request("m", 1e6), 10.0, t)
     d = pol.choose(Request("m", 15.0, priority=0), view, t, rng)
     assert (d.worker, d.reason) == served
+
+
+def test_uncalibrated_shed_on_a_busy_worker_keeps_the_probe_clock(
+    view: FleetView, rng: random.Random
+) -> None:
+    """No free probe where requests would wait behind it: one per
+    ``max(PROBE_MIN_S, service / PROBE_SHARE)``, the first shed starting the clock."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    gap = max(PROBE_MIN_S, 20.0 / 1000.0 / PROBE_SHARE)  # c0's service: 20 ms
+    got = []
+    for t in (0.0, 0.5 * gap, gap, 1.5 * gap, 2.0 * gap):
+        for w in ("e0", "e1", "c0", "c0"):  # everything busy: c0 is not spare
+            for _ in range(3):
+                view.start(w, Request("m", 1e6), 10.0, t)
+        d = pol.choose(Request("m", 15.0, priority=0), view, t, rng)
+        got.append((d.worker, d.reason))
+    shed = (None, "shed_slo")
+    assert got[:2] == [shed, shed] and got[3] == shed
+    assert got[2][1] == got[4][1] == "best_effort"
 
 
 def test_synergai_learns_a_slow_worker(view: FleetView, rng: random.Random) -> None:

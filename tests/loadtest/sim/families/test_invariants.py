@@ -91,13 +91,13 @@ def test_no_harm(name: str) -> None:
     assert no_harm(v["synergai"], v["profile_static"]), v
 
 
-def test_no_great_harm_on_two_series_of_slowdowns() -> None:
-    """flapping-103005 (2,045 requests) was 1.6 % -> 16.9 %. Today 2.10 % against 1.57 %:
-    11 requests, of which the 7 that the old probe clock shed on an uncalibrated prediction
-    and that are now served during a slowdown (docs/routing.md, rule 4). Guarded at 1 point."""
+def test_little_harm_on_two_series_of_slowdowns() -> None:
+    """flapping-103005 (2,045 requests) was 1.6 % -> 16.9 %; today 1.76 % against 1.57 %
+    for EC: within 0.5 point but 1.12x (4 requests more than the 1.1x bound allows; 1.66 %
+    before sheds waited for calibration). Guarded at the point bound alone."""
     run = run_scenario(member("flapping-103005").scenario, ["profile_static", "synergai"])
     v = {p: x["violation_rate"] for p, x in run.document["policies"].items()}
-    assert v["synergai"] <= v["profile_static"] + 0.01, v
+    assert v["synergai"] <= v["profile_static"] + 0.005, v
 
 
 # --- light load: exact profiles, load <= 0.45, no faults -> earliest completion -----------
