@@ -23,8 +23,8 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    outweigh the profile: ``prior_weight <= CALIBRATED``), is shed when it is priority 0
    (``shed_slo``), or when a higher priority of its model exists and EC's worker is busy (not
    :func:`_spare`: this request would delay the queue behind it; ``shed_yield``). Such a
-   shed costs at most half a request (the request was late with probability > 1/2) and frees
-   a whole service on a busy worker. A shed gives no sample, so on an uncalibrated
+   shed costs only the request's chance of being on time (small: it is late on average)
+   and frees a whole service on a busy worker. A shed gives no sample, so on an uncalibrated
    prediction the first such shed per worker and model starts a probe clock, and after it
    the request is served, as EC would, whenever EC's worker has room (a free probe: its wait
    is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the
