@@ -31,7 +31,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-__all__ = ["RespClient", "RespError", "encode_command", "supports"]
+__all__ = ["DEFER_S", "RespClient", "RespError", "encode_command", "supports"]
+
+DEFER_S = 0.002
+"""How long a deferred command (a release) may wait for company before it is written (s)."""
 
 
 class RespError(Exception):
@@ -163,7 +166,7 @@ class _Protocol(asyncio.Protocol):
 class RespClient:
     """One pipelined connection to a Redis/Valkey server; see the module docstring."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 0.2, defer_s: float = 0.002) -> None:
+    def __init__(self, url: str, connect_timeout_s: float = 0.2, defer_s: float = DEFER_S) -> None:
         u = urlparse(url)
         self._unix = u.path if u.scheme == "unix" else None
         self._host = u.hostname or "127.0.0.1"

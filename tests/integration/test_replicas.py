@@ -27,6 +27,7 @@ import yaml
 
 from gateway.embedded import EmbeddedValkey
 from gateway.state.background import repair_interval_s
+from gateway.state.resp import DEFER_S
 from loadtest.client import Outcome
 from loadtest.gateway_process import GatewayProcess
 from loadtest.loops import closed_loop
@@ -36,8 +37,8 @@ from workers.testing import FleetFactory, write_scenario
 pytestmark = pytest.mark.integration
 
 TTL_S = 2.0
-RELEASE_DEFER_S = 0.002
-"""A release waits up to 2 ms for company before it is written (``RespClient(defer_s=)``)."""
+RELEASE_DEFER_S = DEFER_S
+"""A release waits up to this for company before it is written (``RespClient(defer_s=)``)."""
 MIN_LAG_S = 0.01
 """The release lag allowed on a quiet machine: timer slack and a GC pause, below the ~16 ms a
 request of this fleet takes, so one request counted twice still shows."""
