@@ -1,12 +1,14 @@
 """A no-op ext_proc server: what a Python endpoint picker costs before it picks anything.
 
-``python -m loadtest.noop_picker --port P`` serves ``envoy.service.ext_proc.v3.ExternalProcessor``
-on ``grpc.aio`` (the transport ``synergai epp`` runs on) and answers every message at once
-without choosing: request headers continue (Envoy balances with its own ``least_request``),
-response headers and trailers pass. Envoy sends it the same messages as to the real picker, so
-the ``envoy+epp`` rows with ``"variant": "noop-picker"`` of ``synergai bench overhead`` are the
-floor of any picker on this transport: Envoy's ext_proc stream per request plus Python gRPC's
-two message round trips; the difference to the ``envoy+epp`` rows is our routing.
+``python -m loadtest.noop_picker --port P [--transport h2|grpcio]`` serves
+``envoy.service.ext_proc.v3.ExternalProcessor`` on either of the transports ``synergai epp``
+runs on (``epp.transport``: our HTTP/2 on the event loop, or ``grpc.aio``) and answers every
+message at once without choosing: request headers continue (Envoy balances with its own
+``least_request``), response headers and trailers pass. Envoy sends it the same messages as to
+the real picker, so the ``envoy+epp`` rows with ``"variant": "noop-picker"`` (and
+``noop-picker/grpcio``) of ``synergai bench overhead`` are the floor of any picker on that
+transport: Envoy's ext_proc stream per request plus two message round trips; the difference to
+the ``envoy+epp`` rows is our routing.
 """
 
 from __future__ import annotations
@@ -23,18 +25,60 @@ from typing import Any
 __all__ = ["NoopPicker", "main"]
 
 
-async def _serve(port: int) -> None:
-    import grpc
-    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
-
+def _answers() -> dict[str, Any]:
     from gateway.epp import replies
 
-    answers = {
+    return {
         "request_headers": replies.continue_headers(),
         "request_body": replies.continue_body(),
         "response_headers": replies.response_headers(),
         "response_trailers": replies.response_trailers(),
     }
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+
+
+async def _serve_h2(port: int) -> None:
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from gateway.epp.h2 import H2Server, Stream
+
+    answers = {k: v.SerializeToString() for k, v in _answers().items()}
+    parse = pb.ProcessingRequest.FromString
+
+    class Noop:
+        def __init__(self, stream: Stream) -> None:
+            self.stream = stream
+
+        def on_message(self, data: bytes) -> None:
+            resp = answers.get(parse(data).WhichOneof("request"))
+            if resp is not None:
+                self.stream.send(resp)
+
+        def on_half_close(self) -> None:
+            self.stream.finish()
+
+        def on_reset(self) -> None:
+            pass
+
+    server = H2Server({"/envoy.service.ext_proc.v3.ExternalProcessor/Process": Noop})
+    await server.start("127.0.0.1", port)
+    await _until_signalled()
+    await server.stop(0)
+
+
+async def _serve(port: int) -> None:
+    import grpc
+    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+    answers = _answers()
 
     class Noop(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         async def Process(self, request_iterator: Any, context: Any) -> None:
@@ -52,20 +96,16 @@ async def _serve(port: int) -> None:
     if not server.add_insecure_port(f"127.0.0.1:{port}"):
         raise OSError(f"cannot bind 127.0.0.1:{port}")
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
+    await _until_signalled()
     await server.stop(0)
 
 
 class NoopPicker:
     """The no-op picker as a child process on ``127.0.0.1:port``; a context manager."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, transport: str = "h2") -> None:
         self.port = port
+        self.transport = transport
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,6 +123,7 @@ class NoopPicker:
         from workers import reaper
 
         cmd = [sys.executable, "-m", "loadtest.noop_picker", "--port", str(self.port)]
+        cmd += ["--transport", self.transport]
         self._proc = proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -132,8 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m loadtest.noop_picker --port P``: serve until SIGTERM."""
     p = argparse.ArgumentParser(prog="python -m loadtest.noop_picker", description=__doc__)
     p.add_argument("--port", type=int, required=True, help="ext_proc port on 127.0.0.1")
+    p.add_argument(
+        "--transport",
+        choices=("h2", "grpcio"),
+        default="h2",
+        help="h2: gateway.epp.h2 on uvloop (synergai epp's default); grpcio: grpc.aio on asyncio",
+    )
     args = p.parse_args(argv)
-    asyncio.run(_serve(args.port))
+    if args.transport == "h2":
+        import uvloop
+
+        uvloop.run(_serve_h2(args.port))
+    else:
+        asyncio.run(_serve(args.port))
     return 0
 
 

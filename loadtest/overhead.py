@@ -50,7 +50,15 @@ from rich.table import Table
 from loadtest.bench_stats import percentile
 from loadtest.gateway_process import GatewayProcess
 from loadtest.loops import ClosedLoopResult, closed_loop
-from loadtest.overhead_envoy import MIB_WIDTH, NOOP, OverheadTarget, envoy_targets, summary
+from loadtest.overhead_envoy import (
+    GRPCIO,
+    MIB_WIDTH,
+    NOOP,
+    NOOP_GRPCIO,
+    OverheadTarget,
+    envoy_targets,
+    summary,
+)
 from loadtest.overhead_rig import MODEL, MODEL_MS, Nginx, echo_rig, nginx_binary
 
 __all__ = ["CONCURRENCY", "main", "plot_overhead", "run_overhead", "summarize_collapsed"]
@@ -353,7 +361,8 @@ def run_overhead(
                 err.print(f"[yellow]{note}[/yellow]")
             plan = [(t, c, 4) for c in levels for t in targets]  # concurrency-major
             # 1 MiB: every target, and the gRPC model-in-body variant (the picker buffers it)
-            plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets if t.variant != NOOP]
+            plan += [(t, MIB_CONCURRENCY, MIB_WIDTH) for t in targets
+                     if t.variant not in (NOOP, NOOP_GRPCIO, GRPCIO)]  # fmt: skip
             say(
                 f"{len(plan)} runs of {_WARMUP_S + duration:.1f} s: "
                 f"{', '.join(sorted({f'{t.name}/{t.protocol}' for t in targets}))} x "

@@ -8,8 +8,10 @@
   ``x-synergai-model`` metadata (headers only); rows with ``"variant": "model-in-body"`` send
   none, so the picker reads the ``ModelInferRequest`` (buffered body): that variant's cost.
   The HTTP row with ``"variant": "noop-picker"`` asks :mod:`loadtest.noop_picker`, an ext_proc
-  server on the same Python gRPC transport that answers without picking: the floor of any
-  Python picker (Envoy's ext_proc stream plus two message round trips per request).
+  server on the same transport (:mod:`gateway.epp.h2`) that answers without picking: the floor
+  of any picker on it (Envoy's ext_proc stream plus two message round trips per request). The
+  HTTP rows with ``"variant": "grpcio"`` and ``"noop-picker/grpcio"`` are the same two pickers
+  on ``grpc.aio`` (``epp.transport: grpcio``), so one run compares the transports.
 
 The picker's and Envoy's CPU per request (``Δ(user + system) / requests``, psutil) go into the
 rows (``epp_cpu_ms_per_request``, ``envoy_cpu_ms_per_request``). :func:`summary` condenses a
@@ -28,12 +30,25 @@ import yaml
 
 from loadtest.client import Protocol
 
-__all__ = ["MIB_WIDTH", "NOOP", "EnvoyTargets", "OverheadTarget", "envoy_targets", "summary"]
+__all__ = [
+    "GRPCIO",
+    "MIB_WIDTH",
+    "NOOP",
+    "NOOP_GRPCIO",
+    "EnvoyTargets",
+    "OverheadTarget",
+    "envoy_targets",
+    "summary",
+]
 
 MIB_WIDTH = 262_144
 """FP32 elements of the large-tensor rows' input: 1 MiB."""
 NOOP = "noop-picker"
 """Variant of the ``envoy+epp`` HTTP row whose picker answers without picking (the floor)."""
+GRPCIO = "grpcio"
+"""Variant of the ``envoy+epp`` HTTP row whose picker runs on ``grpc.aio`` (``epp.transport``)."""
+NOOP_GRPCIO = "noop-picker/grpcio"
+"""... and the no-op picker on ``grpc.aio``: the two transports side by side in one run."""
 
 
 @dataclass(frozen=True)
@@ -103,21 +118,38 @@ def envoy_targets(
             "epp_cpu_ms_per_request": psutil.Process(picked.epp.pid),
             "envoy_cpu_ms_per_request": psutil.Process(picked.envoy.pid),
         }
-        noop = stack.enter_context(NoopPicker(free_port()))
-        floor_layout = EnvoyLayout(
-            listen_port=free_port(),
-            admin_port=free_port(),
-            http_endpoints=[w["url"] for w in workers],
-            grpc_endpoints=[w["grpc_url"] for w in workers if w.get("grpc_url")],
-            epp=noop.address,
-            fail_open=False,
-        )
-        floor = stack.enter_context(EnvoyProcess(floor_layout, workdir / "envoy-noop"))
-        assert noop.pid is not None and floor.pid is not None
-        noop_cpu = {
-            "epp_cpu_ms_per_request": psutil.Process(noop.pid),
-            "envoy_cpu_ms_per_request": psutil.Process(floor.pid),
+        ref_settings = dict(settings)
+        ref_settings["epp"] = {**settings.get("epp", {}), "transport": "grpcio"}
+        ref = stack.enter_context(
+            EnvoyStack(workers, workdir / "envoy-epp-grpcio", profiles, settings=ref_settings,
+                       redis_url=redis_url)
+        )  # fmt: skip
+        assert ref.envoy.pid is not None and ref.epp is not None and ref.epp.pid is not None
+        ref_cpu = {
+            "epp_cpu_ms_per_request": psutil.Process(ref.epp.pid),
+            "envoy_cpu_ms_per_request": psutil.Process(ref.envoy.pid),
         }
+
+        def floor(transport: str) -> tuple[str, dict[str, Any]]:
+            noop = stack.enter_context(NoopPicker(free_port(), transport))
+            layout = EnvoyLayout(
+                listen_port=free_port(),
+                admin_port=free_port(),
+                http_endpoints=[w["url"] for w in workers],
+                grpc_endpoints=[w["grpc_url"] for w in workers if w.get("grpc_url")],
+                epp=noop.address,
+                fail_open=False,
+            )
+            envoy = stack.enter_context(EnvoyProcess(layout, workdir / f"envoy-noop-{transport}"))
+            assert noop.pid is not None and envoy.pid is not None
+            cpu = {
+                "epp_cpu_ms_per_request": psutil.Process(noop.pid),
+                "envoy_cpu_ms_per_request": psutil.Process(envoy.pid),
+            }
+            return envoy.url, cpu
+
+        noop_url, noop_cpu = floor("h2")
+        noop_ref_url, noop_ref_cpu = floor("grpcio")
         named = {"x-synergai-model": model}
         body = "model-in-body"
         targets = [
@@ -126,8 +158,11 @@ def envoy_targets(
             OverheadTarget("envoy", "grpc", plain.address, cpu=envoy_cpu),
             OverheadTarget("envoy+epp", "grpc", picked.address, named, cpu=epp_cpu),
             OverheadTarget("envoy+epp", "grpc", picked.address, variant=body, cpu=epp_cpu),
-            OverheadTarget("envoy+epp", "http", floor.url, variant=NOOP, cpu=noop_cpu),
-        ]
+            OverheadTarget("envoy+epp", "http", noop_url, variant=NOOP, cpu=noop_cpu),
+            OverheadTarget("envoy+epp", "http", ref.url, variant=GRPCIO, cpu=ref_cpu),
+            OverheadTarget("envoy+epp", "http", noop_ref_url, variant=NOOP_GRPCIO,
+                           cpu=noop_ref_cpu),
+        ]  # fmt: skip
         yield EnvoyTargets(targets, [])
 
 
@@ -191,4 +226,9 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     http = out["http"]
     http["noop_picker_rps_vs_direct_c32"] = _ratio(n32, _find(rows, "direct", "http", 32))
     http["noop_picker_added_p50_ms_c1_vs_envoy"] = _added(n1, _find(rows, "envoy", "http", 1))
+    for key, variant in (("grpcio", GRPCIO), ("noop_picker_grpcio", NOOP_GRPCIO)):
+        r32 = _find(rows, "envoy+epp", "http", 32, variant=variant)
+        r1 = _find(rows, "envoy+epp", "http", 1, variant=variant)
+        http[f"{key}_rps_vs_direct_c32"] = _ratio(r32, _find(rows, "direct", "http", 32))
+        http[f"{key}_added_p50_ms_c1_vs_direct"] = _added(r1, _find(rows, "direct", "http", 1))
     return out

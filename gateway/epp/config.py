@@ -5,6 +5,7 @@ a gateway reading one config file route alike and share one Redis view::
 
     epp:
       port: 9002              # ext_proc + gRPC health (GIE's default ext_proc port)
+      transport: h2           # h2: our HTTP/2 on the event loop; grpcio: grpc.aio (reference)
       metrics_port: 9090      # Prometheus /metrics (0: off)
       fallbacks: 1            # endpoints after the pick, for Envoy's retries
       model_header: x-synergai-model
@@ -15,6 +16,8 @@ a gateway reading one config file route alike and share one Redis view::
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
@@ -51,6 +54,7 @@ class EppSettings(BaseModel):
 
     host: str = "0.0.0.0"
     port: int = Field(default=9002, ge=0, le=65535)
+    transport: Literal["h2", "grpcio"] = "h2"
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     fallbacks: NonNegativeInt = 1
     model_header: str = Field(default="x-synergai-model", min_length=1)

@@ -81,6 +81,7 @@ async def running_picker(settings: Settings, port: int | None = None) -> AsyncIt
             picker_config(settings),
             host=epp.host,
             port=epp.port if port is None else port,
+            transport=epp.transport,
         )
         await server.start()
         try:
@@ -133,7 +134,12 @@ def run_epp(config: Path | None, port: int | None = None, metrics_port: int | No
     if not settings.workers and not settings.discovery.dynamic:
         print("synergai epp: no workers configured (add `workers:` to the config)", file=sys.stderr)
         return 2
-    # asyncio, not uvloop: grpc.aio hands its completion-queue events to the loop from a
-    # poller thread, and measured here that is slower on uvloop (p50 at c=1: 4.5 vs 3.0 ms)
-    asyncio.run(_serve(settings, port, metrics_port))
+    if settings.epp.transport == "h2":
+        import uvloop
+
+        uvloop.run(_serve(settings, port, metrics_port))
+    else:
+        # asyncio, not uvloop: grpc.aio hands its completion-queue events to the loop from a
+        # poller thread, and measured here that is slower on uvloop (p50 at c=1: 4.5 vs 3.0 ms)
+        asyncio.run(_serve(settings, port, metrics_port))
     return 0

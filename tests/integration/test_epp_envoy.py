@@ -2,7 +2,8 @@
 
 One module fleet, heterogeneous on purpose: pool ``fast`` (2 ms for ``m``) and pool ``edge``
 (20 ms), one Triton server each; ``slow`` (300 ms) only on ``fast``. One ``synergai epp``
-child (embedded Valkey) and one Envoy (fail-open) in front of them.
+child (embedded Valkey) and one Envoy (fail-open) in front of them; every test runs once per
+picker transport (``epp.transport``: ``h2``, ``grpcio``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ pytestmark = pytest.mark.integration
 BODY = b'{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"FP32","data":[1]}]}'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["h2", "grpcio"])
 def stack(
-    triton_fleet: FleetFactory, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    triton_fleet: FleetFactory,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[EnvoyStack]:
+    """The stack, once per ``epp.transport`` (our HTTP/2, and ``grpc.aio``)."""
     directory = tmp_path_factory.mktemp("epp")
     path = write_scenario(
         directory,
@@ -54,6 +58,7 @@ def stack(
         "models": {"m": {"slo_ms": 200}, "slow": {"slo_ms": 2000}},
         # nothing but the classification keeps a client's errors from ejecting a 1-worker pool
         "outlier_max_ejection_percent": 100.0,
+        "epp": {"transport": request.param},
     }
     with EnvoyStack(
         [w.as_config() for w in workers], directory / "stack", directory / "profiles",

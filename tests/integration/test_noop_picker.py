@@ -43,8 +43,11 @@ def upstream() -> Iterator[str]:
         server.server_close()
 
 
-def test_envoy_forwards_through_the_noop_picker(upstream: str, tmp_path: Path) -> None:
-    with NoopPicker(free_port()) as noop:
+@pytest.mark.parametrize("transport", ["h2", "grpcio"])
+def test_envoy_forwards_through_the_noop_picker(
+    upstream: str, tmp_path: Path, transport: str
+) -> None:
+    with NoopPicker(free_port(), transport) as noop:
         pid = noop.pid
         layout = EnvoyLayout(
             listen_port=free_port(),

@@ -1,0 +1,275 @@
+"""``gateway.epp.h2`` against a real peer: ``grpc.aio`` clients (gRPC's C core), raw sockets for
+what a well-behaved client never sends, and the picker's own services on top of it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.epp.h2 import H2Server, Stream
+from gateway.epp.server import EXT_PROC_SERVICE, EppServer, HealthStatus
+from tests.gateway.epp.test_exchange import fleet, svc  # noqa: F401 (fixtures)
+
+ECHO = "/test.Echo/Echo"  # bidi: every message back, then OK at the client's half-close
+FAIL = "/test.Echo/Fail"  # the handler raises
+
+
+class _Echo:
+    def __init__(self, stream: Stream, log: list[str]) -> None:
+        self.stream, self.log = stream, log
+
+    def on_message(self, data: bytes) -> None:
+        self.stream.send(data)
+
+    def on_half_close(self) -> None:
+        self.log.append("half-close")
+        self.stream.finish()
+
+    def on_reset(self) -> None:
+        self.log.append("reset")
+
+
+class _Fail(_Echo):
+    def on_message(self, data: bytes) -> None:
+        raise RuntimeError("boom")
+
+
+@contextlib.asynccontextmanager
+async def _server(log: list[str]) -> AsyncIterator[tuple[H2Server, str]]:
+    server = H2Server({ECHO: lambda s: _Echo(s, log), FAIL: lambda s: _Fail(s, log)})
+    port = await server.start("127.0.0.1", 0)
+    try:
+        yield server, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(1.0)
+
+
+def _bidi(channel: grpc.aio.Channel, method: str) -> Any:
+    return channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+
+
+async def test_bidi_messages_of_every_size_round_trip() -> None:
+    """Frames split at 16 KiB, windows smaller than a message (gRPC's 64 KiB default) both
+    ways: 1 byte to 3 MiB come back intact, in order, and the call ends OK."""
+    log: list[str] = []
+    sizes = [1, 0, 100, 16_379, 16_384, 70_000, 3 * 1024 * 1024]
+    async with _server(log) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        call = _bidi(ch, ECHO)(iter([bytes([i % 251]) * n for i, n in enumerate(sizes)]))
+        got = [len(m) async for m in call]
+        assert got == sizes
+        assert await call.code() == grpc.StatusCode.OK
+    assert log == ["half-close"]
+
+
+async def test_many_concurrent_calls_on_one_connection() -> None:
+    log: list[str] = []
+    async with _server(log) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        echo = _bidi(ch, ECHO)
+
+        async def one(i: int) -> list[bytes]:
+            return [m async for m in echo(iter([b"%d-%d" % (i, k) for k in range(5)]))]
+
+        results = await asyncio.gather(*(one(i) for i in range(50)))
+    assert results == [[b"%d-%d" % (i, k) for k in range(5)] for i in range(50)]
+    assert log.count("half-close") == 50
+
+
+async def test_unknown_method_is_unimplemented_and_a_failing_handler_internal() -> None:
+    log: list[str] = []
+    async with _server(log) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await ch.unary_unary("/no.Such/Method")(b"x")
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        call = _bidi(ch, FAIL)(iter([b"x"]))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            [m async for m in call]
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+        assert "boom" not in (err.value.details() or "")  # no internals to the peer
+        # the connection survives both
+        assert [m async for m in _bidi(ch, ECHO)(iter([b"ok"]))] == [b"ok"]
+    assert log[0] == "reset"  # the failed call was cleaned up
+
+
+async def test_a_cancelled_call_is_reset() -> None:
+    log: list[str] = []
+    async with _server(log) as (server, addr), grpc.aio.insecure_channel(addr) as ch:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        call = _bidi(ch, ECHO)(requests())
+        await queue.put(b"a")
+        assert await call.read() == b"a"
+        call.cancel()
+        for _ in range(200):
+            if "reset" in log and server.open_streams() == 0:
+                break
+            await asyncio.sleep(0.01)
+    assert log == ["reset"]
+
+
+async def test_graceful_stop_lets_an_open_call_finish() -> None:
+    log: list[str] = []
+    server = H2Server({ECHO: lambda s: _Echo(s, log)})
+    port = await server.start("127.0.0.1", 0)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        call = _bidi(ch, ECHO)(requests())
+        await queue.put(b"a")
+        assert await call.read() == b"a"
+        stopping = asyncio.create_task(server.stop(10.0))
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # the open call holds the stop (up to its grace)
+        await queue.put(b"b")
+        assert await call.read() == b"b"
+        await queue.put(None)
+        assert await call.code() == grpc.StatusCode.OK
+        await asyncio.wait_for(stopping, 5)
+    assert log == ["half-close"]
+    with pytest.raises(OSError):  # no longer listening
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def test_stop_after_grace_resets_what_is_left() -> None:
+    log: list[str] = []
+    server = H2Server({ECHO: lambda s: _Echo(s, log)})
+    port = await server.start("127.0.0.1", 0)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = _bidi(ch, ECHO)(_forever())
+        assert await call.read() == b"x"
+        await server.stop(0.1)
+        assert log == ["reset"]
+        with pytest.raises(grpc.aio.AioRpcError):
+            while await call.read() is not grpc.aio.EOF:
+                pass
+
+
+async def _forever() -> AsyncIterator[bytes]:
+    yield b"x"
+    await asyncio.sleep(3600)
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))  # + SETTINGS
+
+
+async def _raw(addr: str, data: bytes) -> bytes:
+    host, port = addr.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    out = b""
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            out += chunk
+    writer.close()
+    return out
+
+
+async def test_a_peer_that_is_not_http2_gets_goaway_and_is_closed() -> None:
+    async with _server([]) as (_, addr):
+        out = await _raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"\x07\x00\x00\x00\x00\x00" in out  # a GOAWAY frame (type 7 on stream 0) ...
+    assert out.endswith((1).to_bytes(4, "big"))  # ... with PROTOCOL_ERROR, then the close
+
+
+async def test_a_frame_above_the_maximum_size_is_a_connection_error() -> None:
+    preface = PREFACE
+    too_big = (20_000).to_bytes(3, "big") + bytes((0, 0)) + (1).to_bytes(4, "big")
+    async with _server([]) as (_, addr):
+        out = await _raw(addr, preface + too_big + bytes(20_000))
+    assert out.endswith((6).to_bytes(4, "big"))  # FRAME_SIZE_ERROR
+
+
+async def test_ping_is_answered() -> None:
+    preface = PREFACE
+    ping = (8).to_bytes(3, "big") + bytes((6, 0)) + bytes(4) + b"12345678"
+    goaway = (8).to_bytes(3, "big") + bytes((7, 0)) + bytes(4) + bytes(8)
+    async with _server([]) as (_, addr):
+        out = await _raw(addr, preface + ping + goaway)
+    assert (8).to_bytes(3, "big") + bytes((6, 1)) + bytes(4) + b"12345678" in out  # PING ACK
+
+
+# -- the picker's services on the h2 transport ----------------------------------------------
+
+
+async def test_health_check_and_watch_behave_as_grpc_health() -> None:
+    health = HealthStatus()
+    health.set("liveness", 1)
+    server = H2Server(
+        {"/grpc.health.v1.Health/Check": health.check, "/grpc.health.v1.Health/Watch": health.watch}
+    )
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service="liveness"))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Check(health_pb2.HealthCheckRequest(service="nope"))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service="readiness"))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            health.set("readiness", 1)
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            health.enter_graceful_shutdown()
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            health.set("readiness", 1)  # ignored after shutdown began
+            resp = await stub.Check(health_pb2.HealthCheckRequest(service="readiness"))
+            assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+    finally:
+        await server.stop(0.5)
+    assert not any(health.watchers.values())  # the cancelled watch was forgotten
+
+
+def _request_headers(path: str) -> pb.ProcessingRequest:
+    hm = base_pb2.HeaderMap(
+        headers=[
+            base_pb2.HeaderValue(key=":path", raw_value=path.encode()),
+            base_pb2.HeaderValue(key=":method", raw_value=b"POST"),
+        ]
+    )
+    return pb.ProcessingRequest(request_headers=pb.HttpHeaders(headers=hm))
+
+
+@pytest.mark.parametrize("transport", ["h2", "grpcio"])
+async def test_the_picker_answers_alike_on_both_transports(svc: Any, transport: str) -> None:  # noqa: F811
+    """A ``Process`` stream picks, a cancelled one releases its booking, on either transport."""
+    from gateway.epp.exchange import PickerConfig
+
+    server = EppServer(svc, PickerConfig(), host="127.0.0.1", port=0, transport=transport)  # type: ignore[arg-type]
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.ExternalProcessorStub(ch)
+            replies = [
+                r async for r in stub.Process(iter([_request_headers("/v2/models/m1/infer")]))
+            ]
+            assert len(replies) == 1
+            dest = {
+                h.header.key: h.header.raw_value
+                for h in replies[0].request_headers.response.header_mutation.set_headers
+            }
+            assert dest["x-gateway-destination-endpoint"].startswith(b"10.0.0.")
+            assert svc.inflight == 0  # the stream ended without an answer: ended as cancelled
+            health = health_pb2_grpc.HealthStub(ch)
+            resp = await health.Check(health_pb2.HealthCheckRequest(service=EXT_PROC_SERVICE))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(1.0)
