@@ -113,9 +113,9 @@ async def test_a_cancelled_call_is_reset() -> None:
         await queue.put(b"a")
         assert await call.read() == b"a"
         call.cancel()
-        for _ in range(200):
-            if "reset" in log and server.open_streams() == 0:
-                break
+        deadline = asyncio.get_running_loop().time() + 20
+        while not ("reset" in log and server.open_streams() == 0):
+            assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.01)
     assert log == ["reset"]
 
@@ -273,3 +273,53 @@ async def test_the_picker_answers_alike_on_both_transports(svc: Any, transport: 
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(1.0)
+
+
+def _frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    out, pos = [], 0
+    while pos + 9 <= len(data):
+        n = int.from_bytes(data[pos : pos + 3], "big")
+        sid = int.from_bytes(data[pos + 5 : pos + 9], "big")
+        out.append((data[pos + 3], data[pos + 4], sid, data[pos + 9 : pos + 9 + n]))
+        pos += 9 + n
+    return out
+
+
+async def test_continuation_padding_and_priority_are_understood() -> None:
+    """What gRPC's C core never sends but a peer may: a header block split over
+    ``CONTINUATION`` frames, with ``PRIORITY`` and padding, and a padded ``DATA``."""
+    import hpack
+
+    block = hpack.Encoder().encode(
+        [(":method", "POST"), (":scheme", "http"), (":path", ECHO), (":authority", "x"),
+         ("content-type", "application/grpc"), ("te", "trailers"), ("x-pad", "v" * 300)]
+    )  # fmt: skip
+    head, rest = block[:50], block[50:]
+    priority = bytes(5)
+    headers = bytes((2,)) + priority + head + b"\x00\x00"  # pad length 2, priority, 2 pad bytes
+    message = b"\x00" + (5).to_bytes(4, "big") + b"hello"
+    data = bytes((3,)) + message + bytes(3)  # pad length 3
+    sid = (1).to_bytes(4, "big")
+    frames = (
+        len(headers).to_bytes(3, "big") + bytes((1, 0x08 | 0x20)) + sid + headers
+        + len(rest).to_bytes(3, "big") + bytes((9, 0x04)) + sid + rest
+        + len(data).to_bytes(3, "big") + bytes((0, 0x08 | 0x01)) + sid + data
+        + (8).to_bytes(3, "big") + bytes((7, 0)) + bytes(4) + (1).to_bytes(4, "big") + bytes(4)
+    )  # fmt: skip
+    log: list[str] = []
+    async with _server(log) as (_, addr):
+        out = await _raw(addr, PREFACE + frames)
+    on_stream = [(t, f, p) for t, f, s, p in _frames(out) if s == 1]
+    assert [t for t, _, _ in on_stream] == [1, 0, 1]  # headers, the echo, trailers
+    assert on_stream[1][2] == message
+    assert on_stream[2][1] & 0x01  # END_STREAM on the trailers
+    assert b"grpc-status" in on_stream[2][2]
+    assert log == ["half-close"]
+
+
+async def test_a_header_block_interrupted_by_another_frame_is_a_connection_error() -> None:
+    headers = (3).to_bytes(3, "big") + bytes((1, 0)) + (1).to_bytes(4, "big") + b"\x82\x86\x84"
+    ping = (8).to_bytes(3, "big") + bytes((6, 0)) + bytes(4) + bytes(8)
+    async with _server([]) as (_, addr):
+        out = await _raw(addr, PREFACE + headers + ping)
+    assert out.endswith((1).to_bytes(4, "big"))  # GOAWAY with PROTOCOL_ERROR
