@@ -101,7 +101,7 @@ class WorkerState:
         self.instances = max(1, info.instances)
         self.profiles = profiles
         self.p50_1 = {m: p.p50(1) for m, p in profiles.items()}
-        self.corrections = {m: Correction(cfg) for m in profiles}
+        self.corrections = {m: Correction(cfg, p.lognormal(1)[1]) for m, p in profiles.items()}
         self.out = 0.0
         self.work_ms = 0.0
         self.local_out = 0

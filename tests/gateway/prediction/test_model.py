@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from gateway.prediction.model import ALPHA, CLIP, Correction, PredictorConfig
+from gateway.prediction.model import ALPHA, CLIP, Correction, PredictorConfig, shrink
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,72 @@ def test_prior_weight_is_the_profiles_share_of_the_estimate() -> None:
     later = 1.0 + cfg.tau_s
     assert c.log_factor(later) == pytest.approx((1 - c.prior_weight(later)) * math.log(2.0))
     assert c.prior_weight(1.0 + 50 * cfg.tau_s) == pytest.approx(1.0)
+
+
+def _feed(c: Correction, t: float, actual_ms: float, p50_ms: float = 10.0) -> None:
+    """One sample as the view gives it: the reference is ``c0 * p50`` at dispatch."""
+    g0 = c.log_factor(t)
+    c.observe(t, actual_ms, p50_ms * math.exp(g0), g0)
+
+
+def test_shrunk_correction_stays_near_one_on_an_exact_profile() -> None:
+    """Exact profile (log-normal, sigma 0.4): the EWMA wanders by its own noise, sqrt(V)
+    (about sigma / 3); the shrunk estimate is exactly 1 while the EWMA is within that noise
+    (about two thirds of the time) and its RMS in ``ln c`` is well below the EWMA's."""
+    sigma = 0.4
+    c = Correction(PredictorConfig(), noise=sigma)
+    rng = random.Random(7)
+    used: list[float] = []
+    raw: list[float] = []
+    for i in range(5000):
+        _feed(c, 1.0 + 0.005 * i, 10.0 * math.exp(sigma * rng.gauss(0.0, 1.0)))
+        if i >= 100:
+            used.append(c.g)
+            raw.append(c.raw)
+    assert math.sqrt(c.var) == pytest.approx(sigma * math.sqrt(ALPHA / (2 - ALPHA)), rel=0.01)
+
+    def rms(v: list[float]) -> float:
+        return math.sqrt(sum(x * x for x in v) / len(v))
+
+    assert rms(raw) == pytest.approx(math.sqrt(c.var), rel=0.15)  # what V says it is
+    assert rms(used) < 0.65 * rms(raw)
+    assert sum(g == 0.0 for g in used) > 0.6 * len(used)
+
+
+@pytest.mark.parametrize(("sigma", "late"), [(0.1, 1), (0.25, 1), (0.47, 1), (0.8, 5)])
+def test_shrunk_correction_follows_a_slowdown(sigma: float, late: int) -> None:
+    """A real 3x slowdown: the shrunk estimate is never more than one standard error of the
+    EWMA's noise behind it, and reaches 2.7 at most ``late`` samples after the unshrunk EWMA:
+    one up to sigma 0.47 (p99 / p50 = 3, the widest profile shipped or generated)."""
+    plain = Correction(PredictorConfig())
+    c = Correction(PredictorConfig(), noise=sigma)
+    first: dict[str, int] = {}
+    for i in range(40):
+        t = 1.0 + 0.01 * i
+        for name, corr in (("plain", plain), ("shrunk", c)):
+            _feed(corr, t, 30.0)
+            if corr.factor(t) >= 2.7:
+                first.setdefault(name, i)
+        assert c.raw == pytest.approx(plain.g)  # the samples' statistic is untouched
+        assert 0.0 <= c.raw - c.g <= math.sqrt(c.var) + 1e-12
+    assert first["shrunk"] <= first["plain"] + late
+
+
+def test_shrinking_commutes_with_the_decay() -> None:
+    """``g`` decays like ``raw``: shrinking the decayed ``raw`` by its decayed variance."""
+    c = Correction(PredictorConfig(), noise=0.4)
+    for i in range(3):
+        _feed(c, 1.0 + 0.01 * i, 15.0)
+    later = 1.0 + PredictorConfig().tau_s
+    d = math.exp(-(later - c.t) / PredictorConfig().tau_s)
+    assert 0.0 < c.g < c.raw
+    assert c.log_factor(later) == pytest.approx(shrink(c.raw * d, c.var * d * d))
+
+
+def test_no_noise_means_no_shrinkage() -> None:
+    """With ``noise`` 0 (a profile without spread) the estimate is the EWMA, bit for bit."""
+    c = Correction(PredictorConfig())
+    rng = random.Random(3)
+    for i in range(200):
+        _feed(c, 0.01 * i, 10.0 * math.exp(0.3 * rng.gauss(0.0, 1.0)))
+        assert c.g == c.raw
