@@ -100,18 +100,24 @@ async def test_unknown_method_is_unimplemented_and_a_failing_handler_internal() 
     assert log[0] == "reset"  # the failed call was cleaned up
 
 
+async def _open_echo(ch: grpc.aio.Channel) -> tuple[asyncio.Queue[bytes | None], Any]:
+    """An echo call fed from a queue (None: half-close), after one round trip of ``a``."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    call = _bidi(ch, ECHO)(requests())
+    await queue.put(b"a")
+    assert await call.read() == b"a"
+    return queue, call
+
+
 async def test_a_cancelled_call_is_reset() -> None:
     log: list[str] = []
     async with _server(log) as (server, addr), grpc.aio.insecure_channel(addr) as ch:
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        async def requests() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
-                yield item
-
-        call = _bidi(ch, ECHO)(requests())
-        await queue.put(b"a")
-        assert await call.read() == b"a"
+        _queue, call = await _open_echo(ch)
         call.cancel()
         deadline = asyncio.get_running_loop().time() + 20
         while not ("reset" in log and server.open_streams() == 0):
@@ -125,15 +131,7 @@ async def test_graceful_stop_lets_an_open_call_finish() -> None:
     server = H2Server({ECHO: lambda s: _Echo(s, log)})
     port = await server.start("127.0.0.1", 0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        async def requests() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
-                yield item
-
-        call = _bidi(ch, ECHO)(requests())
-        await queue.put(b"a")
-        assert await call.read() == b"a"
+        queue, call = await _open_echo(ch)
         stopping = asyncio.create_task(server.stop(10.0))
         await asyncio.sleep(0.2)
         assert not stopping.done()  # the open call holds the stop (up to its grace)
