@@ -9,7 +9,12 @@ cases (:mod:`loadtest.sim.families.report`) to stdout, or with ``--json`` one JS
 ``{"split", "scenarios": [rows], "summary": {"families", "all"}}`` to stdout and the tables to
 stderr. ``--only NAME`` runs named members; ``--dump NAME DIR`` writes one member (and its
 profiles) as YAML under ``DIR`` for a closer look (``synergai simulate --scenario``).
-Develop on ``dev``; run ``test`` once, at the end.
+``--traces K`` runs every member on ``K`` traces (its own and ``K - 1`` more: other arrivals and
+service times on the same fleet) and reports rates pooled over them: judge a change on
+``--traces 4`` or more, since on members near a tipping point one trace can move by several
+points on a change that only reorders rounding
+(:func:`loadtest.sim.families.splits.evaluate`). Develop on ``dev``; run ``test`` once, at the
+end.
 
 ``--split random-dev|random-test`` runs the older random splits described below (one process,
 ``--count`` scenarios, default 20).
@@ -116,8 +121,8 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _family_task(task: tuple[str, int, tuple[str, ...]]) -> dict[str, Any]:
-    return evaluate(task[0], task[1], task[2])
+def _family_task(task: tuple[str, int, tuple[str, ...], int]) -> dict[str, Any]:
+    return evaluate(task[0], task[1], task[2], task[3])
 
 
 def _estimate(task: tuple[str, int]) -> float:
@@ -127,10 +132,13 @@ def _estimate(task: tuple[str, int]) -> float:
 
 
 def run_members(
-    members: list[tuple[str, int]], policies: tuple[str, ...], jobs: int
+    members: list[tuple[str, int]], policies: tuple[str, ...], jobs: int, traces: int = 1
 ) -> list[dict[str, Any]]:
-    """Evaluate ``members`` (largest first, ``jobs`` processes); rows in member order."""
-    tasks = [(f, s, policies) for f, s in members]
+    """Evaluate ``members`` on ``traces`` traces each; rows in member order.
+
+    Largest members first, ``jobs`` processes at a time.
+    """
+    tasks = [(f, s, policies, traces) for f, s in members]
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     t0 = time.perf_counter()
 
@@ -171,8 +179,8 @@ def _families_main(args: argparse.Namespace) -> int:
     if args.only:
         members = [m for m in members if f"{m[0]}-{m[1]}" in args.only]
     policies = tuple(args.policy or FAMILY_POLICIES)
-    rows = run_members(members, policies, args.jobs)
-    doc: dict[str, Any] = {"split": args.split, "scenarios": rows}
+    rows = run_members(members, policies, args.jobs, args.traces)
+    doc: dict[str, Any] = {"split": args.split, "traces": args.traces, "scenarios": rows}
     if rows and all(p in policies for p in FAMILY_POLICIES):
         doc["summary"] = summarize_split(rows)
         table = format_tables(rows, doc["summary"], args.top)
@@ -228,8 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--only", action="append", help="run only these members (names or seeds)")
     ap.add_argument("--reuse", help="random splits: take other policies' rates from this JSON")
+    ap.add_argument(
+        "--traces",
+        type=int,
+        default=1,
+        help="family splits: traces per member (1: its own; more: pooled rates, see evaluate)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.traces < 1:
+        ap.error("--traces must be >= 1")
     if args.split in FAMILY_SPLITS:
         return _families_main(args)
     return _random_main(args)

@@ -30,3 +30,17 @@ def test_unknown_family_or_count() -> None:
         split_members("dev", ["nope"])
     with pytest.raises(ValueError):
         split_members("dev", count=0)
+
+
+def test_several_traces_pool_their_rates_and_the_first_is_the_members_own() -> None:
+    """``traces=1`` is the member's own trace; more traces pool violations over requests."""
+    from loadtest.sim.families.splits import evaluate
+
+    one = evaluate("sparse", 104000, ("profile_static", "synergai"))
+    three = evaluate("sparse", 104000, ("profile_static", "synergai"), traces=3)
+    per = three["violation_rate_per_trace"]
+    assert three["traces"] == 3 and "traces" not in one
+    assert per["synergai"][0] == one["violation_rate"]["synergai"]  # trace 0: the member's own
+    assert three["requests"] > 2 * one["requests"]
+    for name, rates in per.items():
+        assert min(rates) <= three["violation_rate"][name] <= max(rates)
