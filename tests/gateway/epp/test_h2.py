@@ -321,3 +321,35 @@ async def test_a_header_block_interrupted_by_another_frame_is_a_connection_error
     async with _server([]) as (_, addr):
         out = await _raw(addr, PREFACE + headers + ping)
     assert out.endswith((1).to_bytes(4, "big"))  # GOAWAY with PROTOCOL_ERROR
+
+
+def test_a_remembered_header_block_is_decoded_again_once_the_table_changed() -> None:
+    """The decode cache never answers for a table that changed since (RFC 7541 indices move)."""
+    import hpack
+
+    from gateway.epp.h2 import _Connection
+
+    conn = _Connection(H2Server({}))
+
+    def literal(name: bytes, value: bytes) -> bytes:  # with incremental indexing
+        return b"\x40" + bytes((len(name),)) + name + bytes((len(value),)) + value
+
+    newest = b"\xbe"  # indexed field 62: the newest dynamic entry
+    assert conn._decode(literal(b"a", b"1")) == [(b"a", b"1")]
+    assert conn._decode(newest) == [(b"a", b"1")]
+    assert conn._decode(newest) == [(b"a", b"1")]  # remembered
+    conn._decode(literal(b"b", b"2"))
+    assert conn._decode(newest) == [(b"b", b"2")]  # not the remembered answer
+    conn._decode(b"\x20")  # a size update to 0 empties the table ...
+    conn._decode(b"\x3f\xe1\x1f")  # ... and back to 4096
+    conn._decode(literal(b"b", b"2"))  # the same entry again, a new table
+    assert conn._decode(newest) == [(b"b", b"2")]
+    # against a fresh decoder on a stream of blocks that insert, evict and repeat
+    enc, ref = hpack.Encoder(), hpack.Decoder()
+    enc.header_table_size = 128
+    ref.header_table_size = 128
+    conn = _Connection(H2Server({}))
+    conn.decoder.header_table_size = 128
+    for i in range(300):
+        block = enc.encode([(":path", "/p"), ("k", str(i % 7)), ("x-big", "v" * (i % 5) * 9)])
+        assert conn._decode(block) == ref.decode(block, raw=True)
