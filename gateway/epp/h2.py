@@ -18,6 +18,10 @@ and never indexed, so the encoder needs no state. A peer that breaks the protoco
 ``GOAWAY`` with the error code of RFC 9113 and its connection is closed; a method nobody
 serves answers ``UNIMPLEMENTED``, as gRPC does.
 
+Memory is bounded: at most :data:`MAX_STREAMS` calls per connection (more are refused with
+``REFUSED_STREAM``), one message of at most :data:`MAX_MESSAGE` bytes buffered per call, a header
+block of at most :data:`MAX_HEADER_BLOCK`, and what the peer's flow-control window lets us queue.
+
 A method is a factory ``(Stream) -> Call``; the call gets the stream's messages
 (:meth:`Call.on_message`), its end (:meth:`Call.on_half_close`) or its reset
 (:meth:`Call.on_reset`: the peer or the connection is gone) and answers through
@@ -55,13 +59,14 @@ PRIORITY_FLAG = 0x20
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0, 1, 2, 3
 FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 6, 7, 8, 9
 # settings
-S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE = 4, 5
+S_MAX_CONCURRENT_STREAMS, S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE = 3, 4, 5
 
 MAX_FRAME = 16384  # we keep the default SETTINGS_MAX_FRAME_SIZE
 STREAM_WINDOW = 1 << 24  # what we let a peer send on one stream before it waits for us
 CONN_WINDOW = 1 << 30  # ... and on the whole connection
 MAX_MESSAGE = 256 * 1024 * 1024  # one gRPC message (a gRPC body read for its model name)
 MAX_HEADER_BLOCK = 1 << 20
+MAX_STREAMS = 4096  # concurrent calls on one connection (Envoy opens one per request in flight)
 
 
 class Status:
@@ -261,7 +266,12 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
-        settings = S_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + STREAM_WINDOW.to_bytes(4, "big")
+        settings = (
+            S_MAX_CONCURRENT_STREAMS.to_bytes(2, "big")
+            + MAX_STREAMS.to_bytes(4, "big")
+            + S_INITIAL_WINDOW_SIZE.to_bytes(2, "big")
+            + STREAM_WINDOW.to_bytes(4, "big")
+        )
         transport.write(  # type: ignore[attr-defined]
             _frame(SETTINGS, 0, 0, settings)
             + _frame(WINDOW_UPDATE, 0, 0, (CONN_WINDOW - 65535).to_bytes(4, "big"))
@@ -539,7 +549,7 @@ class _Connection(asyncio.Protocol):
         if sid <= self.last_sid:
             return  # a stream that already ended: ignore (we may have reset it)
         self.last_sid = sid
-        if self.goaway:
+        if self.goaway or len(self.streams) >= MAX_STREAMS:
             self.write(_frame(RST_STREAM, 0, sid, REFUSED_STREAM.to_bytes(4, "big")))
             return
         path = b""

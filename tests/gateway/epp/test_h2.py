@@ -353,3 +353,28 @@ def test_a_remembered_header_block_is_decoded_again_once_the_table_changed() -> 
     for i in range(300):
         block = enc.encode([(":path", "/p"), ("k", str(i % 7)), ("x-big", "v" * (i % 5) * 9)])
         assert conn._decode(block) == ref.decode(block, raw=True)
+
+
+async def test_streams_beyond_the_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gRPC client waits for a free stream by itself; a peer that does not is refused."""
+    import hpack
+
+    import gateway.epp.h2 as h2
+
+    monkeypatch.setattr(h2, "MAX_STREAMS", 2)
+    enc = hpack.Encoder()
+    frames = b""
+    for sid in (1, 3, 5):
+        block = enc.encode([(":method", "POST"), (":scheme", "http"), (":path", ECHO)])
+        frames += len(block).to_bytes(3, "big") + bytes((1, 0x04)) + sid.to_bytes(4, "big") + block
+    async with _server([]) as (_, addr):
+        host, port = addr.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(PREFACE + frames)
+        out = b""
+        with contextlib.suppress(asyncio.TimeoutError):
+            while not any(t == 3 for t, _, _, _ in _frames(out)):
+                out += await asyncio.wait_for(reader.read(65536), 10)
+        writer.close()
+    resets = [(s, p) for t, _, s, p in _frames(out) if t == 3]
+    assert resets == [(5, (7).to_bytes(4, "big"))]  # RST_STREAM REFUSED_STREAM on the third
