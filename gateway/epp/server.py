@@ -116,10 +116,18 @@ class HealthStatus:
             self._send(stream, status)
 
     def enter_graceful_shutdown(self) -> None:
-        """Every service ``NOT_SERVING``, for good."""
+        """Every service ``NOT_SERVING``, for good.
+
+        Each ``Watch`` hears it and then ends (OK), so a long-lived watch does not hold the
+        server's drain.
+        """
         for service in list(self.statuses):
             self.set(service, NOT_SERVING)
         self.shutting_down = True
+        watchers, self.watchers = self.watchers, {}
+        for streams in watchers.values():
+            for stream in streams:
+                stream.finish()
 
     def _send(self, stream: Any, status: int) -> None:
         stream.send(health_pb2.HealthCheckResponse(status=status).SerializeToString())

@@ -225,15 +225,19 @@ async def test_health_check_and_watch_behave_as_grpc_health() -> None:
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
             health.set("readiness", 1)
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            other = stub.Watch(health_pb2.HealthCheckRequest(service="liveness"))
+            assert (await other.read()).status == health_pb2.HealthCheckResponse.SERVING
+            other.cancel()
             health.enter_graceful_shutdown()
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert await watch.read() is grpc.aio.EOF  # ... and the watch ends: no drain held
+            assert await watch.code() == grpc.StatusCode.OK
             health.set("readiness", 1)  # ignored after shutdown began
             resp = await stub.Check(health_pb2.HealthCheckRequest(service="readiness"))
             assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
-            watch.cancel()
     finally:
         await server.stop(0.5)
-    assert not any(health.watchers.values())  # the cancelled watch was forgotten
+    assert not any(health.watchers.values())
 
 
 def _request_headers(path: str) -> pb.ProcessingRequest:
