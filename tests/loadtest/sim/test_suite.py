@@ -54,3 +54,14 @@ def test_dump_writes_a_loadable_member(tmp_path: Path, capsys: pytest.CaptureFix
 )
 def test_no_harm_rule(syn: float, static: float, ok: bool) -> None:
     assert no_harm(syn, static) is ok
+
+
+def test_traces_flag_pools_members_over_traces(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--split", "dev", "--family", "sparse", "--count", "1", "--traces", "2", "--json"]
+    assert main([*argv, "--policy", "profile_static", "--policy", "synergai"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["traces"] == 2
+    (row,) = doc["scenarios"]
+    assert row["traces"] == 2 and len(row["violation_rate_per_trace"]["synergai"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--traces", "0"])
