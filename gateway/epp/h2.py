@@ -73,13 +73,10 @@ class Status:
     """gRPC status codes used here."""
 
     OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
     NOT_FOUND = 5
     RESOURCE_EXHAUSTED = 8
     UNIMPLEMENTED = 12
     INTERNAL = 13
-    UNAVAILABLE = 14
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -190,11 +187,6 @@ class Stream:
         self.headers_sent = False
         self.local_closed = False
         self.remote_closed = False
-
-    @property
-    def open(self) -> bool:
-        """Whether :meth:`finish` has not been called and the stream was not reset."""
-        return not self.local_closed
 
     def send(self, message: bytes) -> None:
         """Send one gRPC message (the response headers go first, once)."""

@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from gateway.epp.exchange import Exchange, PickerConfig
+from gateway.epp.h2 import H2Server, Status
 
 __all__ = ["EXT_PROC_SERVICE", "EppServer", "PickerServicer", "Transport"]
 
@@ -42,7 +43,10 @@ EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 PROCESS_METHOD = f"/{EXT_PROC_SERVICE}/Process"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
-SERVING, NOT_SERVING, SERVICE_UNKNOWN = 1, 2, 3  # grpc.health.v1.HealthCheckResponse
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+_parse_request = pb.ProcessingRequest.FromString
 Transport = Literal["h2", "grpcio"]
 
 
@@ -74,15 +78,14 @@ class PickerServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 class _ProcessCall:
     """``Process`` on :mod:`gateway.epp.h2`: the same exchange, driven by the stream's frames."""
 
-    __slots__ = ("ex", "parse", "stream")
+    __slots__ = ("ex", "stream")
 
     def __init__(self, stream: Any, service: Any, cfg: PickerConfig) -> None:
         self.stream = stream
         self.ex = Exchange(service, cfg)
-        self.parse = pb.ProcessingRequest.FromString
 
     def on_message(self, data: bytes) -> None:
-        resp = self.ex.handle(self.parse(data))
+        resp = self.ex.handle(_parse_request(data))
         if resp is not None:
             self.stream.send(resp.SerializeToString())
 
@@ -143,7 +146,7 @@ class HealthStatus:
             def on_message(self, data: bytes) -> None:
                 status = health.statuses.get(health._service(data))
                 if status is None:
-                    stream.finish(5, "unknown service")  # NOT_FOUND
+                    stream.finish(Status.NOT_FOUND, "unknown service")
                 else:
                     health._send(stream, status)
 
@@ -218,7 +221,6 @@ class EppServer:
         return self.port
 
     async def _start_h2(self) -> None:
-        from gateway.epp.h2 import H2Server
 
         health = self.health = HealthStatus()
         service, cfg = self.service, self.cfg
