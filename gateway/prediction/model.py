@@ -170,7 +170,7 @@ class Correction:
             turns the shrinkage off (``g`` is then the EWMA itself).
     """
 
-    __slots__ = ("cfg", "g", "noise2", "prior", "raw", "samples", "t", "var")
+    __slots__ = ("cfg", "g", "last", "noise2", "prior", "raw", "samples", "t", "var")
 
     def __init__(self, cfg: PredictorConfig, noise: float = 0.0) -> None:
         self.cfg = cfg
@@ -184,6 +184,8 @@ class Correction:
         self.t = 0.0
         self.samples = 0
         self.prior = 1.0
+        self.last = 0.0
+        """The latest sample's ``ln(A / p50)`` (clipped as the EWMA reads it); 0 before any."""
 
     def prior_weight(self, now: float) -> float:
         """The profile's share in ``raw`` at ``now``, in [0, 1] (see the module docstring).
@@ -230,7 +232,8 @@ class Correction:
         d = math.exp(-dt / cfg.tau_s) if dt > 0 else 1.0
         r = self.raw
         r = r * d if r != 0.0 else r
-        r = (1.0 - a) * r + a * (g0 + x)
+        self.last = g0 + x
+        r = (1.0 - a) * r + a * self.last
         self.raw = r = min(max(r, -cfg.g_max), cfg.g_max)
         b = (1.0 - a) * d
         self.var = v = b * b * self.var + a * a * self.noise2

@@ -24,8 +24,14 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    (``shed_slo``), or when a higher priority of its model exists and EC's worker is busy (not
    :func:`_spare`: this request would delay the queue behind it; ``shed_yield``). Such a
    shed costs only the request's chance of being on time (small: it is late on average)
-   and frees a whole service on a busy worker. A shed gives no sample, so on an uncalibrated
-   prediction the first such shed per worker and model starts a probe clock, and after it
+   and frees a whole service on a busy worker. On a spare worker nobody is behind it, so
+   the shed also needs fresh evidence (:meth:`SynergAI._may_shed`): the worker's latest
+   answer, within the probe gap, would itself have been late in this request's place
+   (:func:`_last_late`), or serving would break a tighter class's budget; else the request
+   is served as EC would (a prediction lagging a recovery shed idle workers' traffic for
+   seconds: flapping-103015, 24.1 % against 22.0 % for EC, 18.3 % with the evidence). A
+   shed gives no sample, so on an uncalibrated prediction the first such shed per worker
+   and model starts a probe clock, and after it
    the request is served, as EC would, whenever EC's worker has room (a free probe: its wait
    is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the
    samples calibrate it. Shedding on one probe's sample shed a whole class of a 2.4x
@@ -72,7 +78,7 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr
 
-from gateway.prediction.model import TAU_S
+from gateway.prediction.model import TAU_S, Correction
 from gateway.routing.filters import fits_slo, harms_tighter, protects_tighter
 from gateway.routing.framework import Estimate, pick_min
 from gateway.routing.predict import pool_estimates
@@ -113,6 +119,12 @@ def _spare(e: Estimate) -> bool:
 def _last_sample(e: Estimate, model: str) -> float:
     c = e.state.corrections.get(model)
     return -math.inf if c is None or not c.samples else c.t
+
+
+def _last_late(e: Estimate, c: Correction, slo_ms: float, now: float) -> bool:
+    """Would the latest sample's service have made this request late on ``e``'s worker?"""
+    service = e.service_ms * math.exp(c.last - c.log_factor(now) - 0.5 * c.noise2)
+    return e.predicted_ms - e.service_ms + service > slo_ms
 
 
 def _decide(e: Estimate, reason: str) -> Decision:
@@ -165,36 +177,57 @@ class SynergAI:
         if req.priority > self.priority.get(m, 0):
             self.priority[m] = req.priority
 
-    def _may_shed(self, e: Estimate, model: str, now: float, own: bool = True) -> bool:
+    def _may_shed(
+        self, e: Estimate, model: str, now: float, slo_ms: float, own: bool = True
+    ) -> bool:
         """May a request be shed on ``e``'s prediction (steps 3 and 6)?
 
         ``own``: the shed rests on the request's own predicted lateness (``shed_slo``, or a
-        hopeless request making way for a higher priority): always on a *calibrated*
+        hopeless request making way for a higher priority). On a busy worker (not
+        :func:`_spare`: requests would wait behind it) it is taken on a *calibrated*
         prediction, where the correction's samples outweigh the profile
-        (:meth:`~gateway.prediction.model.Correction.prior_weight` ``<= CALIBRATED``); on an
-        uncalibrated one, after the first shed, the request is served whenever the worker
-        has room (:func:`_spare`: a free probe), and its sample calibrates it. Otherwise (an
-        explicit yield of a fit, which rests on the harm to others): on a prediction with a
-        sample within ``stale_s``. Else the probe clock: the first shed starts it, one
-        request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
+        (:meth:`~gateway.prediction.model.Correction.prior_weight` ``<= CALIBRATED``). On a
+        spare worker nobody waits behind the request, so the shed also needs fresh evidence:
+        the worker's latest sample of the model, within ``max(PROBE_MIN_S, service /
+        PROBE_SHARE)``, would itself have been late in this request's place
+        (:func:`_last_late`); where it would have been on time the request is served, as EC
+        would. On an uncalibrated prediction, or a spare worker's stale one, after the first
+        shed the request is served whenever the worker has room (a free probe), and its
+        sample calibrates it. Otherwise (an explicit yield of a fit, which rests on the harm
+        to others): on a prediction with a sample within ``stale_s``. Else the probe clock:
+        the first shed starts it, one request is served every
+        ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
         """
         key = (e.state.id, model)
         last = self._probes.get(key)
+        gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
         if own:
             c = e.state.corrections.get(model)
+            spare = _spare(e)
             if c is not None and c.prior_weight(now) <= CALIBRATED:
-                return True
-            if last is not None and _spare(e):
+                if not spare:
+                    return True
+                if now - _last_sample(e, model) <= gap:
+                    return _last_late(e, c, slo_ms, now) or not self._protects(e, slo_ms, now)
+            if last is not None and spare:
                 return False  # a free probe: nobody waits behind it
         elif now - _last_sample(e, model) <= self.stale_s:
             return True
-        gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
         if last is not None and now - last < gap:
             return True
         if len(self._probes) >= _PROBES_MAX:
             self._probes.clear()
         self._probes[key] = now
         return last is None  # the first shed starts the clock; a probe goes after a gap
+
+    def _protects(self, e: Estimate, slo_ms: float, now: float) -> bool:
+        """Serving on ``e`` keeps every tighter class's wait budget on its worker (step 5)."""
+        rates = self.rates
+
+        def rate_of(pool: str, model: str) -> float:
+            return rates.rate(pool, model, now)
+
+        return bool(protects_tighter([e], slo_ms, self.tight, now, rate_of=rate_of))
 
     def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """EC, safe deviations, explicit yields, best effort or shed; see the module docstring."""
@@ -223,7 +256,7 @@ class SynergAI:
         fits = fits_slo(ests, slo)
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
-            if e.predicted_ms > slo and self._may_shed(e, m, now):
+            if e.predicted_ms > slo and self._may_shed(e, m, now, slo):
                 if req.priority == 0:
                     return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
                 if req.priority < self.priority.get(m, 0) and not _spare(e):
@@ -283,7 +316,7 @@ class SynergAI:
                 e = pick_min(other, predicted_latency, rng)
                 if e.predicted_ms <= slo:
                     return _decide(e, "yield"), e, e0
-            if req.priority == 0 and self._may_shed(e0, req.model, now, own=False):
+            if req.priority == 0 and self._may_shed(e0, req.model, now, slo, own=False):
                 return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
         return _decide(e0, "fit_unprotected"), e0, e0
 

@@ -118,3 +118,16 @@ def test_no_noise_means_no_shrinkage() -> None:
     for i in range(200):
         _feed(c, 0.01 * i, 10.0 * math.exp(0.3 * rng.gauss(0.0, 1.0)))
         assert c.g == c.raw
+
+
+def test_last_is_the_latest_samples_log_ratio_to_the_profile() -> None:
+    """``last`` = ``ln(A / p50)`` of the latest sample, clipped as the EWMA reads it, whatever
+    the correction used at dispatch; 0 before any sample."""
+    c = Correction(PredictorConfig(), noise=0.3)
+    assert c.last == 0.0
+    c.observe(1.0, 6.0, 2.0, 0.0)  # 3x the profile's median, dispatched at c0 = 1
+    assert c.last == pytest.approx(math.log(3.0))
+    c.observe(2.0, 6.0, 4.0, math.log(2.0))  # the same service, dispatched at c0 = 2
+    assert c.last == pytest.approx(math.log(3.0))
+    c.observe(3.0, 100.0, 2.0, 0.0)  # 50x: clipped to CLIP
+    assert c.last == pytest.approx(CLIP)

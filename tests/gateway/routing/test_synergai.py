@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gateway.prediction.profiles import ProfileBook
+from gateway.prediction.profiles import LatencyPoint, Profile, ProfileBook
 from gateway.routing.framework import Estimate
 from gateway.routing.policies.synergai import CALIBRATED, PROBE_MIN_S, PROBE_SHARE, SynergAI
 from gateway.routing.registry import make_policy
@@ -115,6 +115,99 @@ def test_uncalibrated_shed_on_a_busy_worker_keeps_the_probe_clock(
     shed = (None, "shed_slo")
     assert got[:2] == [shed, shed] and got[3] == shed
     assert got[2][1] == got[4][1] == "best_effort"
+
+
+def _cloud_sample(view: FleetView, t: float, service_ms: float) -> None:
+    """One answer of the idle cloud (20 ms away) sent at ``t`` that took ``service_ms``."""
+    r = Request("m", 1e6)
+    view.start("c0", r, 2.0, t)
+    view.finish("c0", r, 2.0, 20.0 + service_ms, t + 0.001 * (20.0 + service_ms))
+
+
+def _busy_edge(view: FleetView, t: float) -> None:
+    for w in ("e0", "e1"):
+        for _ in range(5):
+            view.start(w, Request("m", 1e6), 10.0, t)
+
+
+def test_shed_on_a_spare_worker_needs_fresh_late_evidence(
+    view: FleetView, rng: random.Random
+) -> None:
+    """Nobody waits behind a request on a spare worker, so a calibrated prediction alone does
+    not shed it there: the worker's latest sample must be fresh and would itself have been
+    late in the request's place. A prediction that lags a recovery (flapping) is thus served,
+    as EC would, on its first fast answer; on a busy worker the prediction still sheds."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    t = 0.0
+    for _ in range(4):  # the cloud is 4x slower than profiled: 8 ms of service
+        _cloud_sample(view, t, 8.0)
+        t += 0.05
+    _busy_edge(view, t)
+    c = view.state("c0").corrections["m"]
+    assert c.prior_weight(t) <= CALIBRATED
+    req = Request("m", 23.0, priority=0)  # 20 ms + 8 ms: the latest answer would be late
+    d = pol.choose(req, view, t, rng)
+    assert (d.worker, d.reason) == (None, "shed_slo")
+    _cloud_sample(view, t, 1.0)  # it recovered: 21 ms, on time
+    t += 0.05
+    _busy_edge(view, t)
+    d = pol.choose(req, view, t, rng)
+    assert d.predicted_ms > req.slo_ms  # still predicted late on average ...
+    assert (d.worker, d.reason) == ("c0", "best_effort")  # ... but served on the evidence
+    # the same evidence, the worker busy (requests would wait behind this one): shed
+    for _ in range(4):
+        view.start("c0", Request("m", 1e6), 5.0, t)
+    d = pol.choose(req, view, t, rng)
+    assert (d.worker, d.reason) == (None, "shed_slo")
+
+
+def test_shed_on_a_spare_worker_still_protects_a_tighter_class(
+    book: ProfileBook, rng: random.Random
+) -> None:
+    """Fresh on-time evidence serves a request on a spare worker only if that keeps every
+    tighter class's wait budget there (the protection test): else it is still shed."""
+    tiny = Profile("cloud", "tiny", 1, (LatencyPoint(1, 1.0, 1.2),))
+    book = ProfileBook({**book.profiles, ("cloud", "tiny"): tiny}, {})
+    fleet = [
+        WorkerInfo("e0", "edge", "edge", ("m",), 1, 1.0),
+        WorkerInfo("e1", "edge", "edge", ("m",), 1, 1.0),
+        WorkerInfo("c0", "cloud", "cloud", ("m", "tiny"), 2, 20.0),
+    ]
+    got = {}
+    for tiny_slo in (30.0, 22.0):  # looser than m's 23 ms, then tighter (budget 0.4 ms)
+        view = FleetView(fleet, book)
+        pol = SynergAI(explore=0.0, self_check=False)
+        pol.choose(Request("tiny", tiny_slo), view, 0.0, rng)  # learnt: a tighter class
+        t = 0.0
+        for _ in range(4):
+            _cloud_sample(view, t, 8.0)
+            t += 0.05
+        _cloud_sample(view, t, 1.0)  # the latest answer would be on time
+        t += 0.05
+        _busy_edge(view, t)
+        got[tiny_slo] = pol.choose(Request("m", 23.0, priority=0), view, t, rng).reason
+    # serving m adds c * mean / k = 1.7 ms of wait: more than tiny's 0.4 ms budget
+    assert got == {30.0: "best_effort", 22.0: "shed_slo"}
+
+
+def test_shed_on_a_spare_worker_with_stale_evidence_is_probed(
+    view: FleetView, rng: random.Random
+) -> None:
+    """No sample for ``max(PROBE_MIN_S, service / PROBE_SHARE)``: stale evidence, probed as an
+    uncalibrated prediction is (the first shed starts the clock, then a free probe)."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    t = 0.0
+    for _ in range(5):
+        _cloud_sample(view, t, 8.0)
+        t += 0.05
+    t += PROBE_MIN_S + 0.1  # still calibrated (the decay is slow), but stale
+    assert view.state("c0").corrections["m"].prior_weight(t) <= CALIBRATED
+    got = []
+    for _ in range(2):
+        _busy_edge(view, t)
+        d = pol.choose(Request("m", 23.0, priority=0), view, t, rng)
+        got.append((d.worker, d.reason))
+    assert got == [(None, "shed_slo"), ("c0", "best_effort")]
 
 
 def test_synergai_learns_a_slow_worker(view: FleetView, rng: random.Random) -> None:
