@@ -226,8 +226,13 @@ class _Script:
 
 class _Backend(Protocol):
     async def eval(
-        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
-    ) -> Any: ...
+        self,
+        script: _Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        defer: bool = False,
+        timeout_s: float = 0.05,
+    ) -> Any: ...  # TimeoutError once timeout_s has passed
     async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]: ...
     async def ping(self) -> Any: ...
     async def close(self) -> None: ...
@@ -238,14 +243,23 @@ class _RespBackend:
         self._c = RespClient(url, connect_timeout_s)
 
     async def eval(
-        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+        self,
+        script: _Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        defer: bool = False,
+        timeout_s: float = 0.05,
     ) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout_s  # both calls, as one timeout
+        c = self._c
         try:
-            return await self._c.call("EVALSHA", script.sha, len(keys), *keys, *args, defer=defer)
+            return await c.call(
+                "EVALSHA", script.sha, len(keys), *keys, *args, defer=defer, deadline=deadline
+            )
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            return await self._c.call("EVAL", script.text, len(keys), *keys, *args)
+            return await c.call("EVAL", script.text, len(keys), *keys, *args, deadline=deadline)
 
     async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]:
         got = await self._c.pipeline([["TIME"], *(["HGETALL", k] for k in keys)])
@@ -263,12 +277,18 @@ class _RedisPyBackend:
         self._c = client
 
     async def eval(
-        self, script: _Script, keys: Sequence[str], args: Sequence[Any], defer: bool = False
+        self,
+        script: _Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        defer: bool = False,
+        timeout_s: float = 0.05,
     ) -> Any:
-        try:
-            return await self._c.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-        except NoScriptError:
-            return await self._c.eval(script.text, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        async with asyncio.timeout(timeout_s):
+            try:
+                return await self._c.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            except NoScriptError:
+                return await self._c.eval(script.text, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     async def read_many(self, keys: Sequence[str]) -> tuple[Any, list[Any]]:
         if isinstance(self._c, RedisCluster):
@@ -421,9 +441,8 @@ class RedisStore:
         if not self.available:
             return None
         self.round_trips += 1
-        try:
-            async with asyncio.timeout(self._timeout):
-                result = await self._backend.eval(script, keys, args, defer)
+        try:  # the backend applies the timeout (the RESP client's is cheaper)
+            result = await self._backend.eval(script, keys, args, defer, self._timeout)
         except _ERRORS as exc:
             self._fail(exc)
             return None

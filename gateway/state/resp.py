@@ -99,6 +99,12 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
     raise RespError(f"unsupported reply type {chr(kind)!r}")
 
 
+def _expire(fut: asyncio.Future[Any]) -> None:
+    """A call's deadline passed: its caller stops waiting (the FIFO keeps the future)."""
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: Any = None
@@ -236,19 +242,37 @@ class RespClient:
             proto.soon_handle = loop.call_soon(proto.flush)
         return fut
 
-    async def call(self, *args: bytes | str | int | float, defer: bool = False) -> Any:
+    async def call(
+        self, *args: bytes | str | int | float, defer: bool = False, deadline: float | None = None
+    ) -> Any:
         """Send one command and wait for its reply.
 
         Args:
             args: the command and its arguments.
             defer: may wait up to ``defer_s`` to share a write with other commands.
+            deadline: give up at this ``loop.time()`` with ``TimeoutError``, as
+                ``asyncio.timeout_at(deadline)`` around the call would. Connected, the reply's
+                future is failed by one timer instead: ``asyncio.timeout`` costs ~4 µs of CPU
+                per call (its Python context manager, three ``get_running_loop`` calls) and
+                the gateway and the picker make two calls per request.
 
         Raises:
             RespError: the server answered an error.
-            ConnectionError, OSError, TimeoutError: connecting or the connection failed.
+            ConnectionError, OSError, TimeoutError: connecting or the connection failed, or
+                the deadline passed.
         """
-        proto = await self._conn()
-        return await self._send(proto, args, defer)
+        if deadline is None:
+            return await self._send(await self._conn(), args, defer)
+        proto = self._proto
+        if proto is None or proto.lost is not None:
+            async with asyncio.timeout_at(deadline):
+                proto = await self._conn()
+        fut = self._send(proto, args, defer)
+        timer = asyncio.get_running_loop().call_at(deadline, _expire, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
 
     async def pipeline(self, commands: Sequence[Sequence[bytes | str | int | float]]) -> list[Any]:
         """Send several commands in one write; their replies in order."""

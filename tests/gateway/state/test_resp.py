@@ -81,3 +81,18 @@ async def test_deferred_commands_keep_order_and_share_a_write() -> None:
         lone = asyncio.ensure_future(c.call("INCR", "n", defer=True))
         assert await asyncio.wait_for(lone, 2) == 1  # the timer flushes it
         await c.close()
+
+
+@pytest.mark.integration
+async def test_a_deadline_times_out_as_asyncio_timeout_and_keeps_the_fifo() -> None:
+    with EmbeddedValkey() as v:
+        c = RespClient(v.url)
+        loop = asyncio.get_running_loop()
+        assert await c.call("PING", deadline=loop.time() + 1.0) == b"PONG"  # connects too
+        with pytest.raises(TimeoutError):  # BLPOP answers (nil) after 0.3 s: too late
+            await c.call("BLPOP", "nothing", "0.3", deadline=loop.time() + 0.05)
+        assert await c.call("INCR", "n", deadline=loop.time() + 2.0) == 1  # its own reply
+        await c.close()
+        with pytest.raises(TimeoutError):  # a deadline already passed, while reconnecting
+            await c.call("PING", deadline=loop.time())
+        await c.close()
