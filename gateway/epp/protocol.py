@@ -104,9 +104,10 @@ def header_map(headers: Iterable[Any]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for h in headers:
-        if h.key not in out:
+        key = h.key  # each read of a protobuf field builds a new str: once
+        if key not in out:
             raw = h.raw_value
-            out[h.key] = raw.decode("utf-8", "replace") if raw else h.value
+            out[key] = raw.decode("utf-8", "replace") if raw else h.value
     return out
 
 
