@@ -91,6 +91,13 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
             return None, nxt
         items = []
         for _ in range(n):
+            if nxt < len(buf) and buf[nxt] == 0x3A:  # an integer (our scripts' replies)
+                end = buf.find(b"\r\n", nxt)
+                if end < 0:
+                    raise _Incomplete
+                items.append(int(buf[nxt + 1 : end]))
+                nxt = end + 2
+                continue
             item, nxt = _parse(buf, nxt)
             items.append(item)
         return items, nxt

@@ -24,6 +24,7 @@ def test_encode() -> None:
         (b"_\r\n", None),
         (b"*2\r\n$1\r\n7\r\n$-1\r\n", [b"7", None]),
         (b"*2\r\n*1\r\n:1\r\n+x\r\n", [[1], b"x"]),
+        (b"*4\r\n:-1\r\n$1\r\nx\r\n:70\r\n$-1\r\n", [-1, b"x", 70, None]),
     ],
 )
 def test_parse(raw: bytes, value: object) -> None:
