@@ -14,6 +14,7 @@ from gateway.routing.framework import Estimate
 from gateway.routing.policies.synergai import SynergAI, _decide
 from gateway.routing.registry import make_policy
 from gateway.routing.selfcheck import (
+    ANCHOR_S,
     FLOOR,
     HOLD_S,
     MIN_S,
@@ -141,6 +142,38 @@ def test_record_counts_a_shed_as_late() -> None:
     chk.record("m", None, far, [near, far], 50.0, view, 0.0, own=False)
     assert chk.all.r == 1.0 and chk.all.t < 0.01
     assert "m" not in chk.classes  # a shed is judged overall only
+
+
+def test_the_ec_twin_carries_its_backlog_across_anchors() -> None:
+    """Sheds keep the real queues short; at an anchor the EC twin restarts from them plus the
+    work it had piled up beyond the mirror (the shed requests EC would have served), so the
+    backlog EC would carry is not handed back every ``ANCHOR_S``."""
+    view = _view(_book())
+    chk = SelfCheck(seed=3)
+    near, far = _est(view, "s0", 10.0, 14.0), _est(view, "f0", 2.0, 3.0)
+    chk.record("m", far, far, [near, far], 50.0, view, 0.0, own=False)  # first anchor
+    for i in range(200):  # 200 sheds in 0.1 s: EC serves them (far's 2 slots, near's 2)
+        chk.record("m", None, far, [near, far], 50.0, view, ANCHOR_S - 0.1 + i * 0.0005, own=False)
+    t = ANCHOR_S + 0.001
+    ec, mine = chk.ec.pending(t), chk.mirror.pending(t)
+    held = {p: ec[p] - mine[p] for p in ec}
+    assert held["far"] > 0.1 and held["near"] > 0.1 and mine == {"near": 0.0, "far": 0.0}
+    chk.record("m", far, far, [near, far], 50.0, view, t, own=False)  # anchors, then places
+    # the real queues are empty: the EC twin holds its carry-over plus this one request
+    after = chk.ec.pending(t)
+    assert all(after[p] >= held[p] - 1e-9 for p in held)
+    assert sum(after.values()) - sum(held.values()) < 0.02
+    assert 0.0 < chk.mirror.pending(t)["far"] < 0.02
+
+
+def test_a_negative_carry_takes_work_off_but_not_before_now() -> None:
+    tw = Twin()
+    tw.anchor({"p": [1.0, 1.0]})
+    tw.carry({"p": -5.0}, 0.5)
+    assert sorted(tw.pools["p"]) == [0.5, 0.5]
+    tw.carry({"p": 1.0}, 0.5)
+    assert sorted(tw.pools["p"]) == [1.0, 1.0]
+    assert tw.pending(0.5) == {"p": pytest.approx(1.0)}
 
 
 class _Bad(SynergAI):
