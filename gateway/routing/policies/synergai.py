@@ -18,28 +18,27 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
 2. *self-check*: if deviations are off for this class (or overall), take EC
    (``ec_fallback``): the least ``predicted`` over the fits, or over all candidates if none
    fits.
-3. *no fit* (no ``tail <= slo``): EC is the best effort. A request predicted late there even
-   on average (``predicted > slo``), on a *calibrated* prediction (the correction's samples
+3. *no fit* (no ``tail <= slo``): EC is the best effort. A request predicted late there even on
+   average (``predicted > slo``), on a *calibrated* prediction (the correction's samples
    outweigh the profile: ``prior_weight <= CALIBRATED``), is shed when it is priority 0
    (``shed_slo``), or when a higher priority of its model exists and EC's worker is busy (not
-   :func:`_spare`: this request would delay the queue behind it; ``shed_yield``). Such a
-   shed costs only the request's chance of being on time (small: it is late on average)
-   and frees a whole service on a busy worker. On a spare worker nobody is behind it, so
-   the shed also needs fresh evidence (:meth:`SynergAI._may_shed`): the worker's latest
-   answer, within the probe gap, would itself have been late in this request's place
-   (:func:`_last_late`), or serving would break a tighter class's budget; else the request
-   is served as EC would (a prediction lagging a recovery shed idle workers' traffic for
-   seconds: flapping-103015, 24.1 % against 22.0 % for EC, 18.3 % with the evidence). A
-   shed gives no sample, so on an uncalibrated prediction the first such shed per worker
-   and model starts a probe clock, and after it
-   the request is served, as EC would, whenever EC's worker has room (a free probe: its wait
-   is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the
-   samples calibrate it. Shedding on one probe's sample shed a whole class of a 2.4x
-   pessimistic profile for the run (miscalibrated-106013: 28 % against 16 % for EC, 6.7 %
-   now); a hopeless client SLO costs a few served requests per worker while it is idle.
-   Without the busy-worker shed, an overload whose top priority stops fitting never
-   recovers: every lower-priority request joins the queue as best effort
-   (overload-101025: 17 points fewer violations with it).
+   :func:`_spare`: this request would delay the queue behind it; ``shed_yield``). Such a shed
+   costs only the request's chance of being on time (small: it is late on average) and frees a
+   whole service on a busy worker. On a spare worker nobody is behind it, so the shed also
+   needs fresh evidence (:meth:`SynergAI._may_shed`): the worker's latest answer, within the
+   probe gap, would itself have been late in this request's place (:func:`_last_late`), or
+   serving would break a tighter class's budget; else the request is served as EC would (a
+   prediction lagging a recovery shed idle workers' traffic for seconds: flapping-103015,
+   24.1 % against 22.0 % for EC, 18.3 % with the evidence). A shed gives no sample, so on an
+   uncalibrated prediction the first such shed per worker and model starts a probe clock, and
+   after it the request is served, as EC would, whenever EC's worker has room (a free probe:
+   its wait is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``;
+   the samples calibrate it. Shedding on one probe's sample shed a whole class of a 2.4x
+   pessimistic profile for the run (miscalibrated-106013: 28 % against 16 % for EC, 6.7 % now);
+   a hopeless client SLO costs a few served requests per worker while it is idle. Without the
+   busy-worker shed, an overload whose top priority stops fitting never recovers: every
+   lower-priority request joins the queue as best effort (overload-101025: 17 points fewer
+   violations with it).
 4. *fit*: ``e0`` = the fit of earliest predicted completion.
 5. *protect*: an alternative to ``e0`` must fit with margin (``tail <= (1 - MARGIN) * slo``),
    have spare capacity (its wait is at most one service: :func:`_spare`) and keep every
@@ -122,7 +121,12 @@ def _last_sample(e: Estimate, model: str) -> float:
 
 
 def _last_late(e: Estimate, c: Correction, slo_ms: float, now: float) -> bool:
-    """Would the latest sample's service have made this request late on ``e``'s worker?"""
+    """Would the latest sample's service have made this request late on ``e``'s worker?
+
+    The sample is ``A = exp(last) * p50`` at this request's batch; ``e.service_ms`` is
+    ``exp(g) * mean`` and a log-normal's ``mean = p50 * exp(sigma^2 / 2)``, so
+    ``A = service_ms * exp(last - g - sigma^2 / 2)``.
+    """
     service = e.service_ms * math.exp(c.last - c.log_factor(now) - 0.5 * c.noise2)
     return e.predicted_ms - e.service_ms + service > slo_ms
 
@@ -190,13 +194,13 @@ class SynergAI:
         spare worker nobody waits behind the request, so the shed also needs fresh evidence:
         the worker's latest sample of the model, within ``max(PROBE_MIN_S, service /
         PROBE_SHARE)``, would itself have been late in this request's place
-        (:func:`_last_late`); where it would have been on time the request is served, as EC
-        would. On an uncalibrated prediction, or a spare worker's stale one, after the first
-        shed the request is served whenever the worker has room (a free probe), and its
-        sample calibrates it. Otherwise (an explicit yield of a fit, which rests on the harm
-        to others): on a prediction with a sample within ``stale_s``. Else the probe clock:
-        the first shed starts it, one request is served every
-        ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
+        (:func:`_last_late`), or serving would break a tighter class's wait budget there
+        (:meth:`_protects`); else the request is served, as EC would. On an uncalibrated
+        prediction, or a spare worker's stale one, after the first shed the request is
+        served whenever the worker has room (a free probe), and its sample calibrates it.
+        Otherwise (an explicit yield of a fit, which rests on the harm to others): on a
+        prediction with a sample within ``stale_s``. Else the probe clock: the first shed
+        starts it, one request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
         """
         key = (e.state.id, model)
         last = self._probes.get(key)
