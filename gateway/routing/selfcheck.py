@@ -30,8 +30,16 @@ queues, spread over the pool's slots (taken off when negative). Without that, ev
 handed the EC twin the queues the policy's sheds had kept short: under sustained overload
 the twin never built EC's backlog, each shed looked like a pure loss, and the check
 switched sheds off where they won (overload-101020, four traces: 43.3 % violations against
-73.5 % for EC; 16.5 % with the carry-over). Between anchors the twins follow the model, not
-the world: when the world is slower than the model (a slowdown the correction has not
+73.5 % for EC; 16.5 % with the carry-over). A pool's slots are served at the speed of its
+best worker, except the slots of a worker measured (a calibrated correction) at least
+``SLOW`` times slower than the pool's fastest for one of its models: those keep their own
+speed, and a request goes to whichever slot ends it first (:func:`slow_slots`). Without
+that, one worker slowed 3x inside a pool counted as a whole fast slot, a model-driven EC
+queued onto it for free, the policy that avoided it looked worse, and the check tripped
+into a fallback that lost to EC (faults-105011: 30.2 % against 28.7 %; 28.3 % now).
+Dropping such slots instead broke the shipped drift-crash scenario (13 -> 493 violations:
+the mirror lost capacity the policy does use). Between anchors the twins follow the model,
+not the world: when the world is slower than the model (a slowdown the correction has not
 caught up with), the policy's informed choices look worse than a model-driven EC. That bias
 is why this check is a coarse backstop, with a 2-point tolerance.
 
@@ -112,6 +120,12 @@ HOLD_MAX_S = 60.0
 """Longest switch-off (s)."""
 ANCHOR_S = 0.5
 """How often (s) both twins restart from the real view's queues."""
+CALIBRATED_WEIGHT = 0.5
+"""A correction is data, not the profile's prior, at this prior weight or less (the
+policy's ``CALIBRATED``)."""
+SLOW = 2.0
+"""A worker this many times slower than its pool's fastest gets its own speed in the twins;
+below it, treating its slots as the pool's best errs by less than half a slot."""
 
 _Z99 = 2.3263478740408408
 _SQRT2 = math.sqrt(2.0)
@@ -128,17 +142,64 @@ def _sigma(mean: float, p99: float) -> float:
     return _Z99 - _sqrt(d) if d > 0.0 else _Z99
 
 
+def _calibrated(s: WorkerState, now: float) -> list[tuple[str, float]]:
+    """``(model, correction factor)`` of the worker's calibrated corrections: the samples
+    outweigh the profile (``prior_weight <= CALIBRATED_WEIGHT``); an uncalibrated factor is
+    the profile's prior, not a measured speed.
+    """
+    return [
+        (m, s.cfac[m])
+        for m, c in s.corrections.items()
+        if c.samples and c.prior_weight(now) <= CALIBRATED_WEIGHT
+    ]
+
+
 def real_pools(view: FleetView, now: float) -> dict[str, list[float]]:
-    """Per pool, the slot free times (s) of its available workers in the real view (heaps)."""
+    """Per pool, the slot free times (s) of its available workers in the real view (heaps).
+
+    Workers measured ``SLOW`` times slower than their pool's fastest are left out here and
+    kept, with their own speed, by :func:`slow_slots`.
+    """
+    return _split(view, now)[0]
+
+
+def slow_slots(view: FleetView, now: float) -> dict[str, list[list[Any]]]:
+    """Per pool, ``[free time (s), worker]`` of each slot of a worker whose calibrated
+    correction for one of its models is at least ``SLOW`` times the pool's least calibrated
+    one for that model: a twin's pool is one FIFO of equal slots served at its best
+    worker's speed, so such a slot is placed with its own speed instead (a worker slowed 3x
+    inside a pool made a model-driven EC look better than the policy that avoided it, and
+    the overall check tripped: faults-105011).
+    """
+    return _split(view, now)[1]
+
+
+def _split(
+    view: FleetView, now: float
+) -> tuple[dict[str, list[float]], dict[str, list[list[Any]]]]:
     out: dict[str, list[float]] = {}
+    slow: dict[str, list[list[Any]]] = {}
     states: Sequence[WorkerState] = view.states()
+    least: dict[tuple[str, str], float] = {}
+    for s in states:
+        if s.available(now):
+            for m, c in _calibrated(s, now):
+                k = (s.pool, m)
+                v = least.get(k)
+                if v is None or c < v:
+                    least[k] = c
     for s in states:
         slots = out.setdefault(s.pool, [])
-        if s.available(now):
-            slots.extend(f if f > now else now for f in s.free)
+        if not s.available(now):
+            continue
+        pool = s.pool
+        if least and any(c >= SLOW * least[(pool, m)] for m, c in _calibrated(s, now)):
+            slow.setdefault(pool, []).extend([f if f > now else now, s] for f in s.free)
+            continue
+        slots.extend(f if f > now else now for f in s.free)
     for slots in out.values():
         heapq.heapify(slots)
-    return out
+    return out, slow
 
 
 def p_late(slack_ms: float, mean_ms: float, p99_ms: float) -> float:
@@ -160,15 +221,21 @@ def p_late(slack_ms: float, mean_ms: float, p99_ms: float) -> float:
 class Twin:
     """A virtual fleet: per pool one FIFO of its available slots; see the module docstring."""
 
-    __slots__ = ("pools",)
+    __slots__ = ("pools", "slow")
 
     def __init__(self) -> None:
         self.pools: dict[str, list[float]] = {}
         """Per pool: the free time (s) of each of its available slots, as a heap."""
+        self.slow: dict[str, list[list[Any]]] = {}
+        """Per pool: ``[free time (s), worker]`` of each slot of a slow worker
+        (:func:`slow_slots`), served at that worker's own speed."""
 
-    def anchor(self, pools: dict[str, list[float]]) -> None:
+    def anchor(
+        self, pools: dict[str, list[float]], slow: dict[str, list[list[Any]]] | None = None
+    ) -> None:
         """Start again from these pools' slot free times (each a heap; copied)."""
         self.pools = {p: list(h) for p, h in pools.items()}
+        self.slow = {p: [list(x) for x in xs] for p, xs in slow.items()} if slow else {}
 
     def pending(self, now: float) -> dict[str, float]:
         """Per pool, the work (s) its slots hold beyond ``now``."""
@@ -176,6 +243,10 @@ class Twin:
         for p, heap in self.pools.items():
             w = 0.0
             for f in heap:
+                if f > now:
+                    w += f - now
+            for x in self.slow.get(p, ()):
+                f = x[0]
                 if f > now:
                     w += f - now
             out[p] = w
@@ -191,43 +262,90 @@ class Twin:
             self.pools[p] = h = [max(now, (f if f > now else now) + k) for f in heap]
             heapq.heapify(h)
 
-    def earliest(self, ests: Sequence[Estimate], now: float) -> Estimate | None:
+    def _slot(self, e: Estimate, model: str, a: float) -> tuple[float, float, list[Any] | None]:
+        """Where a request predicted by ``e`` starts first on its pool: ``(begin, speed
+        ratio, the slow slot or None for the heap's first)``; ``begin`` inf when none.
+        """
+        s = e.state
+        heap = self.pools.get(s.pool)
+        best_t = math.inf
+        best_b = math.inf
+        best_r = 1.0
+        best_x: list[Any] | None = None
+        svc = e.service_ms * 0.001
+        if heap:
+            f = heap[0]
+            best_b = a if a > f else f
+            best_t = best_b + svc
+        xs = self.slow.get(s.pool)
+        if xs:
+            c0 = s.cfac.get(model, 1.0)
+            for x in xs:
+                w: WorkerState = x[1]
+                r = w.cfac.get(model, c0) / c0 if c0 > 0.0 else 1.0
+                f = x[0]
+                b = a if a > f else f
+                t = b + svc * r
+                if t < best_t:
+                    best_t, best_b, best_r, best_x = t, b, r, x
+        return best_b, best_r, best_x
+
+    def earliest(self, ests: Sequence[Estimate], now: float, model: str = "") -> Estimate | None:
         """The candidate whose pool completes a request first on this twin (EC)."""
         pools = self.pools
+        slow = self.slow
         best_t = math.inf
         best: Estimate | None = None
         for e in ests:
             s = e.state
-            heap = pools.get(s.pool)
-            if not heap:
-                continue
             a = now + s.rtt_ms * 0.0005
-            f = heap[0]
-            t = (a if a > f else f) + (e.service_ms + s.rtt_ms * 0.5) * 0.001
+            if s.pool in slow:
+                b, r, _ = self._slot(e, model, a)
+                if b == math.inf:
+                    continue
+                t = b + (e.service_ms * r + s.rtt_ms * 0.5) * 0.001
+            else:
+                heap = pools.get(s.pool)
+                if not heap:
+                    continue
+                f = heap[0]
+                t = (a if a > f else f) + (e.service_ms + s.rtt_ms * 0.5) * 0.001
             if t < best_t:
                 best_t, best = t, e
         return best
 
-    def place(self, e: Estimate, z: float, slo_ms: float, now: float) -> float:
+    def place(self, e: Estimate, z: float, slo_ms: float, now: float, model: str = "") -> float:
         """Queue a request predicted by ``e`` on its pool; its probability of being late.
 
         Its service is the log-normal of mean ``e.service_ms`` and p99 ``c * p99`` drawn at the
-        standard normal ``z`` (the same ``z`` on every twin: common random numbers).
+        standard normal ``z`` (the same ``z`` on every twin: common random numbers), times the
+        slot's speed ratio on a slow worker's slot.
         """
         s = e.state
-        heap = self.pools.get(s.pool)
-        if not heap:
-            return 1.0
         a = now + s.rtt_ms * 0.0005
-        f = heap[0]
-        begin = a if a > f else f
-        mean = e.service_ms
-        p99 = e.tail_ms - (e.predicted_ms - mean)
+        heap = self.pools.get(s.pool)
+        x: list[Any] | None = None
+        r = 1.0
+        if s.pool in self.slow:
+            begin, r, x = self._slot(e, model, a)
+            if begin == math.inf:
+                return 1.0
+        else:
+            if not heap:
+                return 1.0
+            f = heap[0]
+            begin = a if a > f else f
+        mean = e.service_ms * r
+        p99 = (e.tail_ms - (e.predicted_ms - e.service_ms)) * r
         wait_ms = (begin - a) * 1000.0
         p = p_late(slo_ms - s.rtt_ms - wait_ms, mean, p99)
         sigma = _sigma(mean, p99)
         draw = mean * _exp(sigma * z - 0.5 * sigma * sigma)
-        heapq.heapreplace(heap, begin + draw * 0.001)
+        if x is not None:
+            x[0] = begin + draw * 0.001
+        else:
+            assert heap
+            heapq.heapreplace(heap, begin + draw * 0.001)
         return p
 
 
@@ -358,16 +476,16 @@ class SelfCheck:
             c.add(estimate_p_late(chosen, slo_ms), estimate_p_late(ref, slo_ms), now, self.horizon)
         if now >= self._next_anchor:
             self._next_anchor = now + ANCHOR_S
-            pools = real_pools(view, now)
+            pools, slow = _split(view, now)
             ec, mine = self.ec.pending(now), self.mirror.pending(now)
             extra = {p: w - mine.get(p, 0.0) for p, w in ec.items()}
-            self.ec.anchor(pools)
-            self.mirror.anchor(pools)
+            self.ec.anchor(pools, slow)
+            self.mirror.anchor(pools, slow)
             self.ec.carry(extra, now)
         z = self._rng.gauss(0.0, 1.0)
-        e = self.ec.earliest(ests, now)
-        twin = 1.0 if e is None else self.ec.place(e, z, slo_ms, now)
-        real = 1.0 if chosen is None else self.mirror.place(chosen, z, slo_ms, now)
+        e = self.ec.earliest(ests, now, model)
+        twin = 1.0 if e is None else self.ec.place(e, z, slo_ms, now, model)
+        real = 1.0 if chosen is None else self.mirror.place(chosen, z, slo_ms, now, model)
         self.all.add(real, twin, now, self.horizon)
 
     def rows(self, now: float) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from gateway.routing.selfcheck import (
     FLOOR,
     HOLD_S,
     MIN_S,
+    SLOW,
     ClassCheck,
     SelfCheck,
     Twin,
     p_late,
     real_pools,
+    slow_slots,
 )
 from gateway.routing.types import Request, WorkerInfo
 from gateway.routing.view import FleetView
@@ -123,6 +125,44 @@ def test_twins_anchor_on_the_real_queues_and_ec_picks_the_earliest() -> None:
         tw.place(far, 0.0, 100.0, 0.0)
     assert tw.earliest([near, far], 0.0) is near
     assert len(pools["far"]) == 2 and pools["far"][0] == 0.0  # anchor copied the heaps
+
+
+def _answers(view: FleetView, wid: str, service_ms: float, n: int, t: float) -> float:
+    """``n`` answers of ``wid`` (1 ms away) that took ``service_ms`` each, from ``t``."""
+    for _ in range(n):
+        r = Request("m", 1e6)
+        view.start(wid, r, 10.0, t)
+        t += 0.001 * (1.0 + service_ms)
+        view.finish(wid, r, 10.0, 1.0 + service_ms, t)
+    return t
+
+
+def test_a_measured_slow_worker_keeps_its_own_speed_in_the_twins() -> None:
+    """A twin's pool is one FIFO served at the pool's best speed; a worker measured at least
+    ``SLOW`` times slower (calibrated) is served at its own speed instead, and a merely
+    uncalibrated one (its correction is the prior) is not singled out."""
+    view = _view(_book())
+    t = _answers(view, "s0", 10.0, 10, 0.0)  # as profiled
+    t = _answers(view, "s1", 30.0, 10, t)  # 3x slower
+    assert view.state("s1").cfac["m"] >= SLOW * view.state("s0").cfac["m"]
+    assert len(real_pools(view, t)["near"]) == 1
+    assert [x[1].id for x in slow_slots(view, t)["near"]] == ["s1"]
+    tw = Twin()
+    tw.anchor(real_pools(view, t), slow_slots(view, t))
+    near = _est(view, "s0", 10.0, 14.0)
+    begins = []
+    for _ in range(4):
+        b, r, x = tw._slot(near, "m", t)
+        begins.append((round((b - t) * 1000.0), round(r, 1), x is not None))
+        tw.place(near, 0.0, 1000.0, t, "m")
+    # s0 ends the first two (~10, ~20 ms); the third ends first on s1 (~25 ms: ~2.5x slower,
+    # but free) rather than on s0 (~30 ms); the fourth on s0 again (~30 against ~50 ms)
+    assert [x for _, _, x in begins] == [False, False, True, False]
+    assert begins[2][1] >= SLOW
+    fresh = _view(_book())
+    t = _answers(fresh, "s0", 10.0, 10, 0.0)
+    t = _answers(fresh, "s1", 30.0, 1, t)  # one slow answer: not calibrated
+    assert slow_slots(fresh, t) == {} and len(real_pools(fresh, t)["near"]) == 2
 
 
 def test_own_deviations_are_scored_on_the_real_view() -> None:
