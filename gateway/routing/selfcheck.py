@@ -253,7 +253,9 @@ class Twin:
         return out
 
     def carry(self, extra: dict[str, float], now: float) -> None:
-        """Add ``extra`` work (s, may be negative) per pool, spread evenly over its slots."""
+        """Add ``extra`` work (s, may be negative) per pool, spread evenly over its slots
+        (those of the heap: a slow worker's slots keep their own free times).
+        """
         for p, d in extra.items():
             heap = self.pools.get(p)
             if not heap or d == 0.0:
