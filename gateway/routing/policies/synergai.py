@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 from mypy_extensions import mypyc_attr
@@ -226,12 +227,16 @@ class SynergAI:
 
     def _protects(self, e: Estimate, slo_ms: float, now: float) -> bool:
         """Serving on ``e`` keeps every tighter class's wait budget on its worker (step 5)."""
+        return bool(protects_tighter([e], slo_ms, self.tight, now, rate_of=self._rate_of(now)))
+
+    def _rate_of(self, now: float) -> Callable[[str, str], float]:
+        """The per-pool rate of a model at ``now`` (req/s), as the filters read it."""
         rates = self.rates
 
         def rate_of(pool: str, model: str) -> float:
             return rates.rate(pool, model, now)
 
-        return bool(protects_tighter([e], slo_ms, self.tight, now, rate_of=rate_of))
+        return rate_of
 
     def choose(self, req: Request, view: FleetView, now: float, rng: random.Random) -> Decision:
         """EC, safe deviations, explicit yields, best effort or shed; see the module docstring."""
@@ -272,12 +277,7 @@ class SynergAI:
         tight = self.tight
         lim = (1.0 - MARGIN) * slo
         roomy = [e for e in fits if e is e0 or (e.tail_ms <= lim and _spare(e))]
-        rates = self.rates
-
-        def rate_of(pool: str, model: str) -> float:
-            return rates.rate(pool, model, now)
-
-        safe = protects_tighter(roomy, slo, tight, now, rate_of=rate_of)
+        safe = protects_tighter(roomy, slo, tight, now, rate_of=self._rate_of(now))
         if not safe:
             return self._yield(req, ests, fits, e0, now, rng)
         if len(safe) > 1 and self.explore and rng.random() < self.explore:
@@ -299,11 +299,7 @@ class SynergAI:
         rng: random.Random,
     ) -> tuple[Decision, Estimate | None, Estimate]:
         """Step 6: harmless fits first; an explicit yield only to a higher priority."""
-        slo, tight, rates = req.slo_ms, self.tight, self.rates
-
-        def rate_of(pool: str, model: str) -> float:
-            return rates.rate(pool, model, now)
-
+        slo, tight, rate_of = req.slo_ms, self.tight, self._rate_of(now)
         keep = [e for e in fits if harms_tighter(e, slo, tight, rate_of, now) < 1.0]
         if keep:
             e = pick_min(keep, predicted_latency, rng)
