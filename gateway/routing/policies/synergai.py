@@ -29,7 +29,12 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    probe gap, would itself have been late in this request's place (:func:`_last_late`), or
    serving would break a tighter class's budget; else the request is served as EC would (a
    prediction lagging a recovery shed idle workers' traffic for seconds: flapping-103015,
-   24.1 % against 22.0 % for EC, 18.3 % with the evidence). A shed gives no sample, so on an
+   24.1 % against 22.0 % for EC, 18.3 % with the evidence). On a *free slot* (no wait at all)
+   late evidence is not enough either: unless a tighter class's budget is at stake, only a
+   *hopeless* request (``p_late >= HOPELESS``: even its 1 % quantile late) is shed there, for
+   the shed frees nothing anyone waits for and a coin flip is on time half the time (an
+   externally built fleet whose overflow pool's median was the SLO: 44.9 % against 35.0 %
+   for EC, 35.8 % now; ``tests/loadtest/sim/test_wild.py``). A shed gives no sample, so on an
    uncalibrated prediction the first such shed per worker and model starts a probe clock, and
    after it the request is served, as EC would, whenever EC's worker has room (a free probe:
    its wait is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``;
@@ -84,11 +89,20 @@ from gateway.routing.framework import Estimate, pick_min
 from gateway.routing.predict import pool_estimates
 from gateway.routing.rates import PoolRates
 from gateway.routing.scorers import predicted_latency
-from gateway.routing.selfcheck import SelfCheck
+from gateway.routing.selfcheck import SelfCheck, estimate_p_late
 from gateway.routing.types import Decision, Request
 from gateway.routing.view import FleetView
 
-__all__ = ["CALIBRATED", "EXPLORE", "MARGIN", "PROBE_MIN_S", "PROBE_SHARE", "RELAX", "SynergAI"]
+__all__ = [
+    "CALIBRATED",
+    "EXPLORE",
+    "HOPELESS",
+    "MARGIN",
+    "PROBE_MIN_S",
+    "PROBE_SHARE",
+    "RELAX",
+    "SynergAI",
+]
 
 EXPLORE = 0.02
 """Probability of refreshing a stale correction on a safe alternative."""
@@ -103,6 +117,9 @@ PROBE_MIN_S = 1.0
 CALIBRATED = 0.5
 """A prediction is calibrated while the profile's weight in its correction is at most this:
 the samples outweigh the profile (four full samples in a row from a fresh start)."""
+HOPELESS = 0.99
+"""A request is hopeless where even its 1 % quantile is late: the fit test (``tail``, the
+99 % quantile, on time) mirrored."""
 YIELD_HARM = 1.0
 """A request yields only if it would make at least this many higher-priority requests late."""
 
@@ -196,9 +213,11 @@ class SynergAI:
         the worker's latest sample of the model, within ``max(PROBE_MIN_S, service /
         PROBE_SHARE)``, would itself have been late in this request's place
         (:func:`_last_late`), or serving would break a tighter class's wait budget there
-        (:meth:`_protects`); else the request is served, as EC would. On an uncalibrated
-        prediction, or a spare worker's stale one, after the first shed the request is
-        served whenever the worker has room (a free probe), and its sample calibrates it.
+        (:meth:`_protects`); else the request is served, as EC would. On a free slot (no
+        wait) the late evidence also needs the request to be hopeless (``HOPELESS``). On an
+        uncalibrated prediction, or a spare worker's stale one, after the first shed the
+        request is served whenever the worker has room (a free probe), and its sample
+        calibrates it.
         Otherwise (an explicit yield of a fit, which rests on the harm to others): on a
         prediction with a sample within ``stale_s``. Else the probe clock: the first shed
         starts it, one request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
@@ -213,7 +232,13 @@ class SynergAI:
                 if not spare:
                     return True
                 if now - _last_sample(e, model) <= gap:
-                    return _last_late(e, c, slo_ms, now) or not self._protects(e, slo_ms, now)
+                    if not self._protects(e, slo_ms, now):
+                        return True
+                    if e.predicted_ms - e.state.rtt_ms - e.service_ms <= 0.0 and (
+                        estimate_p_late(e, slo_ms) < HOPELESS
+                    ):
+                        return False  # a free slot: the shed would free nothing anyone waits for
+                    return _last_late(e, c, slo_ms, now)
             if last is not None and spare:
                 return False  # a free probe: nobody waits behind it
         elif now - _last_sample(e, model) <= self.stale_s:
