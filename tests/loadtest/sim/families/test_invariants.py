@@ -23,7 +23,8 @@ from loadtest.sim.scale_sweep import sweep_scenarios
 REWORK = "issue 15, policy rework in progress"
 INDEX = (
     "issue 15: PoolIndex keys are rtt + wait as of each worker's last change, so in a big pool "
-    "the best key is not the earliest completion (test_pool_index_finds_the_earliest_completion)"
+    "the best key is not the earliest completion (test_pool_index_finds_the_earliest_completion);"
+    " exact keys read an overrunning job's worker as free (docs/routing.md, tried and dropped)"
 )
 GREEDY = (
     "greedy earliest completion (SLO-blind) gets worse when pooling steadies the fast pool's "
