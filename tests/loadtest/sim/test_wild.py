@@ -3,26 +3,23 @@
 A helper wrote its own generator from other ideas (a roofline hardware model, hub / swarm /
 two-giants / Zipf fleet shapes, Zipf model popularity, incident stories such as rolling
 restarts, thermal sawtooths and zone outages) and ran 450 of its scenarios, two traces each,
-to find where ``synergai`` loses to ``profile_static`` (earliest completion). The members here
-(``tests/loadtest/sim/wild/``, with their own profiles) are the cases a fix was made for;
-each runs on its own trace, as the generator's runner did.
+to find where ``synergai`` loses to ``profile_static`` (earliest completion). The generator is
+now :mod:`loadtest.sim.wild` (same draws); the members here are the cases a fix was made for,
+built in memory with their own profiles; each runs on its own trace, as the generator's
+runner did.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gateway.scenario import load_scenario
 from loadtest.sim.families.report import no_harm
 from loadtest.sim.runner import run_scenario
-
-WILD = Path(__file__).parent / "wild"
+from loadtest.sim.wild import parse_name, wild_scenario
 
 
 def _rates(name: str) -> dict[str, float]:
-    run = run_scenario(load_scenario(WILD / f"{name}.yaml"), ["profile_static", "synergai"])
+    run = run_scenario(wild_scenario(*parse_name(name))[0], ["profile_static", "synergai"])
     return {p: x["violation_rate"] for p, x in run.document["policies"].items()}
 
 
