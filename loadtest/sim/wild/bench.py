@@ -41,13 +41,13 @@ def run_wild(
     """One row: scenario ``wild-<seed>-<index>`` under ``policies`` on ``traces`` traces.
 
     ``max_s`` > 0 bounds the scenario's wall time (SIGALRM, so call it from a main thread);
-    past it the row has ``skipped`` instead of rates.
+    past it the row has ``skipped`` instead of rates. A timer already set (pytest-timeout's)
+    is restored afterwards with what is left of it.
     """
     t0 = time.perf_counter()
-    old = signal.signal(signal.SIGALRM, _alarm) if max_s > 0 else None
-    if max_s > 0:
-        signal.alarm(max_s)
     row: dict[str, Any] = {"scenario": wild_name(seed, index)}
+    old_handler = signal.signal(signal.SIGALRM, _alarm) if max_s > 0 else None
+    old_timer = signal.setitimer(signal.ITIMER_REAL, max_s)[0] if max_s > 0 else 0.0
     try:
         sc, info = wild_scenario(seed, index)
         row |= {k: info[k] for k in ("shape", "workers", "pools", "util", "stories")}
@@ -68,8 +68,11 @@ def run_wild(
         row["skipped"] = f"ran past --max-s {max_s} s"
     finally:
         if max_s > 0:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, old)
+            left = old_timer - (time.perf_counter() - t0) if old_timer > 0 else 0.0
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
+            if old_timer > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
     row["wall_s"] = round(time.perf_counter() - t0, 2)
     return row
 
