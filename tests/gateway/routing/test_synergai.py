@@ -138,6 +138,17 @@ def _busy_edge(view: FleetView, t: float) -> None:
             view.start(w, Request("m", 1e6), 10.0, t)
 
 
+def _slow_cloud(view: FleetView) -> float:
+    """Four answers of a cloud 4x slower than profiled (8 ms of service), then a busy edge:
+    the cloud's prediction is calibrated and it has a free slot. Returns the time after."""
+    t = 0.0
+    for _ in range(4):
+        _cloud_sample(view, t, 8.0)
+        t += 0.05
+    _busy_edge(view, t)
+    return t
+
+
 def test_shed_on_a_spare_worker_needs_fresh_late_evidence(
     view: FleetView, rng: random.Random
 ) -> None:
@@ -146,11 +157,7 @@ def test_shed_on_a_spare_worker_needs_fresh_late_evidence(
     late in the request's place. A prediction that lags a recovery (flapping) is thus served,
     as EC would, on its first fast answer; on a busy worker the prediction still sheds."""
     pol = SynergAI(explore=0.0, self_check=False)
-    t = 0.0
-    for _ in range(4):  # the cloud is 4x slower than profiled: 8 ms of service
-        _cloud_sample(view, t, 8.0)
-        t += 0.05
-    _busy_edge(view, t)
+    t = _slow_cloud(view)
     c = view.state("c0").corrections["m"]
     assert c.prior_weight(t) <= CALIBRATED
     req = Request("m", 23.0, priority=0)  # 20 ms + 8 ms: the latest answer would be late
@@ -178,11 +185,7 @@ def test_a_free_slot_serves_a_coin_flip_and_sheds_only_the_hopeless(
     (An externally built 242-worker fleet whose overflow pool's median equalled the SLO lost
     10 points to EC by shedding such coin flips: tests/loadtest/sim/test_wild.py.)"""
     pol = SynergAI(explore=0.0, self_check=False)
-    t = 0.0
-    for _ in range(4):  # the cloud is 4x slower than profiled: 8 ms of service
-        _cloud_sample(view, t, 8.0)
-        t += 0.05
-    _busy_edge(view, t)
+    t = _slow_cloud(view)
     e = next(e for e in pool_estimates(view, "m", 1, t) if e.state.id == "c0")
     assert e.predicted_ms == e.state.rtt_ms + e.service_ms  # a free slot
     coin = Request("m", e.predicted_ms - 0.3, priority=0)  # 8 ms answers: late by 4.7 ms
