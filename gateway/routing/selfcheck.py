@@ -57,7 +57,11 @@ after it (random-5003, 1.1x overload: with half a second the check switched off 
 45 points). A loss overall switches every deviation off (the policy is EC) for ``hold``
 seconds; a loss of one class's own deviations switches that class's. ``hold`` starts at
 ``HOLD_S`` and doubles, up to ``HOLD_MAX_S``, when the check trips again within ``2 * hold``
-of switching back on. The sums restart when the deviations come back on.
+of switching back on. The sums go on decaying through a hold and are not wiped when it
+ends: a loss is forgotten at the rate it is counted (``TAU_S``), so a rule that keeps losing
+is switched off again at its first request back, instead of losing for a whole new horizon
+first (wild-4-132: about 200 violations per 5 s horizon), while a small loss has decayed
+within the bound by then.
 
 Explicit yields to a higher priority and sheds are intended losses of their request: they
 enter only the overall check, where the gain of the others must pay for them. (Counting every
@@ -374,13 +378,13 @@ class ClassCheck:
     def add(self, real: float, twin: float, now: float, horizon: float = MIN_S) -> bool:
         """Fold one request in; True if this trips the switch (deviations off from now).
 
-        ``horizon``: the observation (s) needed since the sums (re)started before a loss trips.
+        ``horizon``: the observation (s) needed since the first request before a loss trips.
+        A hold freezes nothing: the sums decay over it like any gap between requests.
         """
         if now < self.off_until:
             return False
-        if self.ts == -math.inf or self.ts < self.off_until:  # (re)start after being off
+        if self.ts == -math.inf:  # the first request: the horizon starts now
             self.since = now
-            self.r = self.t = self.n = 0.0
             self.ts = now
         dt = now - self.ts
         if dt > 0.0:

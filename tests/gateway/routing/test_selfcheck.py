@@ -78,6 +78,30 @@ def test_a_loss_trips_after_the_horizon_and_holds() -> None:
     assert c.hold == 2 * HOLD_S and c.trips == 2
 
 
+def test_a_loss_is_remembered_across_the_hold_and_forgiven_as_it_decays() -> None:
+    """The sums decay at ``TAU_S`` through a hold; they are not wiped when it ends.
+
+    A rule that keeps losing is switched off again at its first request back (not after a
+    new horizon of losses: wild-4-132 lost 5 s of it per cycle), and the hold doubles; a
+    loss that has decayed below the bound lets deviations back on.
+    """
+    c = ClassCheck()
+    t = 0.0
+    while not c.add(1.0, 0.0, t):  # a big loss: 1,000 late requests in the first second
+        t += 0.001
+    back = c.off_until
+    assert back == pytest.approx(t + HOLD_S)
+    assert c.add(1.0, 0.0, back)  # still far beyond the bound after one TAU_S of decay
+    assert c.off_until == pytest.approx(back + 2 * HOLD_S) and c.trips == 2
+    small = ClassCheck()
+    t = 0.0
+    while not small.add(1.0, 0.0, t):  # a small loss: 1 late request every 0.1 s
+        t += 0.1
+    assert small.trips == 1
+    assert not small.add(0.0, 0.0, small.off_until)  # e^-1 of it is within the noise bound
+    assert small.on(small.off_until + 1.0) and small.trips == 1
+
+
 def test_a_small_loss_within_noise_and_tolerance_does_not_trip() -> None:
     c = ClassCheck()
     rng = random.Random(1)
