@@ -411,3 +411,34 @@ def test_a_hopeless_lower_priority_makes_way_on_a_busy_worker(
     assert (d.worker, d.reason) == (None, "shed_yield")
     top = pol.choose(Request("m", 15.0, priority=2), view, 1.0, rng)
     assert top.reason == "best_effort"
+
+
+@pytest.mark.parametrize(("hi_priority", "expected"), [(1, "near"), (0, "far")])
+def test_a_fit_that_crowds_a_higher_priority_gives_way_to_an_on_time_ec(
+    hi_priority: int, expected: str, rng: random.Random
+) -> None:
+    """Step 4: EC's worker (near) is on time on average for ``lo`` but its 99 % quantile is
+    late; the only fit (far) is the worker a tight ``hi`` class needs. A fit is the request's
+    own gain: a higher priority does not pay for it (EC instead); an equal one may."""
+    book = ProfileBook(
+        {
+            ("a", "lo"): Profile("a", "lo", 4, (LatencyPoint(1, 10.0, 30.0),)),
+            ("b", "lo"): Profile("b", "lo", 4, (LatencyPoint(1, 15.0, 18.0),)),
+            ("b", "hi"): Profile("b", "hi", 4, (LatencyPoint(1, 3.0, 4.0),)),
+        },
+        {},
+    )
+    view = FleetView(
+        [
+            WorkerInfo("near", "near", "a", ("lo",), 1, 1.0),
+            WorkerInfo("far", "far", "b", ("lo", "hi"), 1, 2.0),
+        ],
+        book,
+    )
+    pol = SynergAI(explore=0.0)
+    pol.choose(Request("hi", 8.0, priority=hi_priority), view, 0.0, rng)  # learn the class
+    ests = {e.state.id: e for e in pool_estimates(view, "lo", 1, 0.001)}
+    assert ests["near"].predicted_ms < ests["far"].predicted_ms <= ests["far"].tail_ms <= 25.0
+    assert ests["near"].predicted_ms <= 25.0 < ests["near"].tail_ms
+    d = pol.choose(Request("lo", 25.0, priority=0), view, 0.001, rng)
+    assert d.worker == expected
