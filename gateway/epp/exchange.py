@@ -294,16 +294,18 @@ class Exchange:
                 upstream = True
         self._status = status
         target = self._target
-        routing = _routing_headers(ticket)
         if target is not None and target.grpc:
             if grpc_status is not None or hdrs.end_of_stream:  # trailers-only answer
                 self._end_grpc(msg, ticket, grpc_status, upstream)
-                return replies.response_headers(routing)
+                return replies.response_headers(_routing_headers(ticket))
             return replies.response_headers()
         if status == 500 and upstream and not hdrs.end_of_stream and not self._retried(msg, ticket):
-            return replies.read_response_body(routing)  # whose fault: Triton's message says
+            # whose fault: Triton's message says
+            return replies.read_response_body(_routing_headers(ticket))
         self._end_http(msg, ticket, status, upstream)
-        return replies.response_headers(routing)
+        return replies.routed_response_headers(
+            ticket.worker.id, ticket.worker.pool, _predicted_ms(ticket), ticket.policy
+        )
 
     def _on_response_body(self, msg: pb.ProcessingRequest) -> pb.ProcessingResponse:
         """A REST 500's body (asked for by :meth:`_on_response_headers`): classify and end.
@@ -388,13 +390,13 @@ def _latency_ms(service: InferenceService, ticket: Ticket) -> float:
 
 def _routing_headers(ticket: Ticket) -> dict[str, str]:
     """``x-synergai-*`` (DESIGN.md §6), as the gateway's front doors add them."""
+    worker = ticket.worker
+    return replies.routing_headers(worker.id, worker.pool, _predicted_ms(ticket), ticket.policy)
+
+
+def _predicted_ms(ticket: Ticket) -> str:
     pred = ticket.decision.predicted_ms
-    return {
-        "x-synergai-worker": ticket.worker.id,
-        "x-synergai-pool": ticket.worker.pool,
-        "x-synergai-predicted-ms": "nan" if pred != pred else f"{pred:.3f}",
-        "x-synergai-policy": ticket.policy,
-    }
+    return "nan" if pred != pred else f"{pred:.3f}"
 
 
 def _predicted(e: Estimate) -> float:

@@ -31,12 +31,30 @@ __all__ = [
     "response_headers",
     "response_trailers",
     "route",
+    "routed_response_headers",
 ]
 
 TIMEOUT_HEADER = "x-envoy-upstream-rq-timeout-ms"
 """Envoy's per-request route timeout: the EPP sets the SLO-derived timeout the gateway uses."""
 
 _KEEP = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+_TEMPLATES: dict[tuple[object, ...], pb.ProcessingResponse] = {}
+_MAX_TEMPLATES = 4096
+"""Answers kept to copy from (a pick per endpoint list and timeout; response headers per
+worker, pool and policy). Filling a message field by field from Python costs 4 µs; a copy
+of a filled one costs 1 µs and serializes to the same bytes."""
+
+
+def _copy(template: pb.ProcessingResponse) -> pb.ProcessingResponse:
+    out = pb.ProcessingResponse()
+    out.CopyFrom(template)
+    return out
+
+
+def _keep(key: tuple[object, ...], template: pb.ProcessingResponse) -> None:
+    if len(_TEMPLATES) < _MAX_TEMPLATES:
+        _TEMPLATES[key] = template
 
 
 def _set(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
@@ -86,12 +104,16 @@ def route(
         body_phase: answer a request-body message (the gRPC model was in the body).
     """
     value = ",".join(endpoints)
-    out = pb.ProcessingResponse()
-    phase = out.request_body if body_phase else out.request_headers
-    _fill(phase.response, {DEST_HEADER: value, TIMEOUT_HEADER: str(timeout_ms)}, clear=True)
-    meta = out.dynamic_metadata
-    meta.fields[LB_NAMESPACE].struct_value.fields[DEST_HEADER].string_value = value
-    return out
+    key = ("route", value, timeout_ms, body_phase)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = pb.ProcessingResponse()
+        phase = template.request_body if body_phase else template.request_headers
+        _fill(phase.response, {DEST_HEADER: value, TIMEOUT_HEADER: str(timeout_ms)}, clear=True)
+        meta = template.dynamic_metadata
+        meta.fields[LB_NAMESPACE].struct_value.fields[DEST_HEADER].string_value = value
+        _keep(key, template)
+    return _copy(template)
 
 
 def continue_headers() -> pb.ProcessingResponse:
@@ -157,6 +179,37 @@ def response_headers(headers: Mapping[str, str] | None = None) -> pb.ProcessingR
     """Answer the response-headers message, adding ``headers`` (``x-synergai-*``)."""
     out = pb.ProcessingResponse()
     _fill(out.response_headers.response, headers)
+    return out
+
+
+def routing_headers(worker: str, pool: str, predicted_ms: str, policy: str) -> dict[str, str]:
+    """``x-synergai-*`` (DESIGN.md §6), as the gateway's front doors add them."""
+    return {
+        "x-synergai-worker": worker,
+        "x-synergai-pool": pool,
+        _PREDICTED_HEADER: predicted_ms,
+        "x-synergai-policy": policy,
+    }
+
+
+_PREDICTED_HEADER = "x-synergai-predicted-ms"
+_PREDICTED_AT = list(routing_headers("", "", "", "")).index(_PREDICTED_HEADER)
+
+
+def routed_response_headers(
+    worker: str, pool: str, predicted_ms: str, policy: str
+) -> pb.ProcessingResponse:
+    """``response_headers(routing_headers(...))``, copied from one template per worker, pool
+    and policy with only the predicted time filled in (the same bytes at a quarter of the cost).
+    """
+    key = ("response_headers", worker, pool, policy)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = response_headers(routing_headers(worker, pool, "", policy))
+        _keep(key, template)
+    out = _copy(template)
+    option = out.response_headers.response.header_mutation.set_headers[_PREDICTED_AT]
+    option.header.raw_value = predicted_ms.encode()
     return out
 
 
