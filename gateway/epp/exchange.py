@@ -343,8 +343,7 @@ class Exchange:
         elif not upstream:  # Envoy's own answer: 503 no connection, 504 timeout
             self._end(Outcome.TIMEOUT if status == 504 else Outcome.CONNECT, None, str(status))
         else:
-            resp = UpstreamResponse.from_http(status, b"")
-            self._end(outcome_of(resp), _latency_ms(self.service, ticket), str(status))
+            self._end(_http_outcome(status), _latency_ms(self.service, ticket), str(status))
 
     def _end_grpc(
         self, msg: pb.ProcessingRequest, ticket: Ticket, grpc_status: str | None, upstream: bool
@@ -355,8 +354,8 @@ class Exchange:
             why = Outcome.TIMEOUT if self._status == 504 else Outcome.CONNECT
             self._end(why, None, str(self._status))
         else:
-            resp = UpstreamResponse.from_grpc(_grpc_code(grpc_status), b"")
-            self._end(outcome_of(resp), _latency_ms(self.service, ticket), str(resp.http_status))
+            outcome, http_status = _grpc_outcome(_grpc_code(grpc_status))
+            self._end(outcome, _latency_ms(self.service, ticket), http_status)
 
     def _end(self, outcome: Outcome, latency_ms: float | None, code: str) -> None:
         """``service.end`` once; accounting must never break Envoy's stream."""
@@ -381,6 +380,30 @@ def _grpc_code(grpc_status: str | None) -> StatusCode:
 
 
 _CODES = frozenset(int(c) for c in StatusCode)
+_HTTP_OUTCOMES: dict[int, Outcome] = {}
+_GRPC_OUTCOMES: dict[StatusCode, tuple[Outcome, str]] = {}
+
+
+def _http_outcome(status: int) -> Outcome:
+    """:func:`outcome_of` a worker's REST answer with ``status``.
+
+    The same for every answer with that status, so kept: building the answer costs 1 µs.
+    """
+    found = _HTTP_OUTCOMES.get(status)
+    if found is None:
+        found = outcome_of(UpstreamResponse.from_http(status, b""))
+        if 100 <= status < 600:
+            _HTTP_OUTCOMES[status] = found
+    return found
+
+
+def _grpc_outcome(code: StatusCode) -> tuple[Outcome, str]:
+    """:func:`outcome_of` a worker's gRPC answer with ``code``, and its HTTP status (kept)."""
+    found = _GRPC_OUTCOMES.get(code)
+    if found is None:
+        resp = UpstreamResponse.from_grpc(code, b"")
+        found = _GRPC_OUTCOMES[code] = (outcome_of(resp), str(resp.http_status))
+    return found
 
 
 def _latency_ms(service: InferenceService, ticket: Ticket) -> float:
