@@ -52,6 +52,7 @@ from gateway.health.outcome import Outcome
 from gateway.routing.framework import Estimate
 from gateway.routing.predict import pool_estimates
 from gateway.routing.types import WorkerInfo
+from gateway.routing.view import FleetView
 from gateway.service import InferenceService
 from gateway.upstream.base import UpstreamResponse
 
@@ -257,9 +258,13 @@ class Exchange:
         taken = [ticket.worker.id]
         now = svc.clock.now()
         svc.view.advance(now)  # pool_estimates reads the view as the runner left it
+        view = svc.view
         for _ in range(self.cfg.fallbacks):
-            with _hide(svc, taken, now):
-                ests = pool_estimates(svc.view, req.model, req.batch, now)
+            hidden = _hide_now(view, taken, now)  # no generator: this runs on every pick
+            try:
+                ests = pool_estimates(view, req.model, req.batch, now)
+            finally:
+                _show(view, hidden, now)
             if not ests:
                 break
             wid = min(ests, key=_predicted).state.id
@@ -442,14 +447,24 @@ def _safe_endpoint(worker: WorkerInfo, grpc_call: bool) -> str | None:
 def _hide(service: InferenceService, ids: list[str], now: float) -> Iterator[None]:
     """Mark ``ids`` unavailable in the view for one synchronous decision, then restore."""
     view = service.view
+    hidden = _hide_now(view, ids, now)
+    try:
+        yield
+    finally:
+        _show(view, hidden, now)
+
+
+def _hide_now(view: FleetView, ids: list[str], now: float) -> list[str]:
+    """Mark the available ones of ``ids`` unavailable; those (for :func:`_show`)."""
     hidden = []
     for wid in ids:
         state = view.state(wid)
         if state is not None and state.available(now):
             view.set_healthy(wid, False, now)
             hidden.append(wid)
-    try:
-        yield
-    finally:
-        for wid in hidden:
-            view.set_healthy(wid, True, now)
+    return hidden
+
+
+def _show(view: FleetView, hidden: list[str], now: float) -> None:
+    for wid in hidden:
+        view.set_healthy(wid, True, now)
