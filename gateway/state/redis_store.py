@@ -50,7 +50,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gateway.core.clock import Clock
 from gateway.state.redis_url import redis_client
-from gateway.state.resp import RespClient, RespError, supports
+from gateway.state.resp import RespClient, RespError, encode_bulks, supports
 from gateway.state.store import Ended, Lease, WorkerLoad
 
 __all__ = ["RedisStore"]
@@ -241,6 +241,23 @@ class _Backend(Protocol):
 class _RespBackend:
     def __init__(self, url: str, connect_timeout_s: float) -> None:
         self._c = RespClient(url, connect_timeout_s)
+        self._heads: dict[tuple[str, tuple[str, ...], int], bytes] = {}
+
+    def _head(self, script: _Script, keys: Sequence[str], nargs: int) -> bytes:
+        """``EVALSHA sha numkeys keys...`` encoded, with the array header for ``nargs`` more.
+
+        Kept per script, keys and argument count: the same few per worker, and encoding them
+        was half the cost of encoding a reserve or a release.
+        """
+        key = (script.sha, keys if type(keys) is tuple else tuple(keys), nargs)
+        head = self._heads.get(key)
+        if head is None:
+            head = b"*%d\r\n" % (3 + len(keys) + nargs) + encode_bulks(
+                ["EVALSHA", script.sha, len(keys), *keys]
+            )
+            if len(self._heads) < 10_000:
+                self._heads[key] = head
+        return head
 
     async def eval(
         self,
@@ -252,10 +269,9 @@ class _RespBackend:
     ) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout_s  # both calls, as one timeout
         c = self._c
+        command = self._head(script, keys, len(args)) + encode_bulks(args)
         try:
-            return await c.call(
-                "EVALSHA", script.sha, len(keys), *keys, *args, defer=defer, deadline=deadline
-            )
+            return await c.call_encoded(command, defer=defer, deadline=deadline)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
@@ -372,6 +388,7 @@ class RedisStore:
         )
         self._clock = clock
         self._prefix = prefix
+        self._keys: dict[str, tuple[str, str, str]] = {}
         self._timeout = timeout_s
         self._ttl_ms = int(lease_ttl_s * 1000)
         self._backoff_min = min(0.05, backoff_max_s)
@@ -401,8 +418,14 @@ class RedisStore:
 
     def keys(self, worker: str) -> tuple[str, str, str]:
         """``(load hash, lease zset, placement hash)`` keys of ``worker`` (one hash slot)."""
-        tag = f"{{{worker}}}"
-        return f"{self._prefix}:w:{tag}", f"{self._prefix}:l:{tag}", f"{self._prefix}:p:{tag}"
+        found = self._keys.get(worker)
+        if found is None:
+            tag = f"{{{worker}}}"
+            p = self._prefix
+            found = f"{p}:w:{tag}", f"{p}:l:{tag}", f"{p}:p:{tag}"
+            if len(self._keys) < 10_000:  # kept: two calls per request
+                self._keys[worker] = found
+        return found
 
     async def start(self) -> None:
         """Probe once so a misconfigured URL is logged early; never raises."""

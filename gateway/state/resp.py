@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-__all__ = ["DEFER_S", "RespClient", "RespError", "encode_command", "supports"]
+__all__ = ["DEFER_S", "RespClient", "RespError", "encode_bulks", "encode_command", "supports"]
 
 DEFER_S = 0.002
 """How long a deferred command (a release) may wait for company before it is written (s)."""
@@ -48,7 +48,30 @@ def supports(url: str) -> bool:
 
 def encode_command(args: Sequence[bytes | str | int | float]) -> bytes:
     """RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n" % len(args) + encode_bulks(args)
+
+
+def encode_bulks(args: Sequence[bytes | str | int | float]) -> bytes:
+    """The bulk strings of ``args``: a command without its array header.
+
+    Plain ``str`` and ``int`` arguments, all ASCII (the store's keys, tokens and numbers), are
+    joined as text and encoded once: 2.4 against 3.5 µs for a 13-argument ``EVALSHA``.
+    """
+    parts = []
+    for a in args:
+        if type(a) is str:
+            s = a
+        elif type(a) is int:
+            s = str(a)
+        else:  # bytes, float, bool, a subclass: as they always were
+            return _bulks(args)
+        parts.append(f"${len(s)}\r\n{s}\r\n")
+    text = "".join(parts)
+    return text.encode() if text.isascii() else _bulks(args)
+
+
+def _bulks(args: Sequence[bytes | str | int | float]) -> bytes:
+    out = []
     for a in args:
         if isinstance(a, bytes):
             b = a
@@ -236,12 +259,17 @@ class RespClient:
     def _send(
         self, proto: _Protocol, args: Sequence[bytes | str | int | float], defer: bool = False
     ) -> asyncio.Future[Any]:
+        return self._send_encoded(proto, encode_command(args), defer)
+
+    def _send_encoded(
+        self, proto: _Protocol, command: bytes, defer: bool = False
+    ) -> asyncio.Future[Any]:
         if proto.lost is not None or proto.transport is None:
             raise ConnectionError("connection lost")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         proto.waiting.append(fut)
-        proto.outbuf.append(encode_command(args))
+        proto.outbuf.append(command)
         if defer:
             if proto.flush_handle is None and proto.soon_handle is None:
                 proto.flush_handle = loop.call_later(self._defer_s, proto.flush)
@@ -249,13 +277,19 @@ class RespClient:
             proto.soon_handle = loop.call_soon(proto.flush)
         return fut
 
-    async def call(
+    def call(
         self, *args: bytes | str | int | float, defer: bool = False, deadline: float | None = None
+    ) -> Coroutine[Any, Any, Any]:
+        """Send one command and wait for its reply (:meth:`call_encoded` of its encoding)."""
+        return self.call_encoded(encode_command(args), defer=defer, deadline=deadline)
+
+    async def call_encoded(
+        self, command: bytes, *, defer: bool = False, deadline: float | None = None
     ) -> Any:
-        """Send one command and wait for its reply.
+        """Send one command, already encoded (:func:`encode_command`), and wait for its reply.
 
         Args:
-            args: the command and its arguments.
+            command: the command and its arguments as a RESP array.
             defer: may wait up to ``defer_s`` to share a write with other commands.
             deadline: give up at this ``loop.time()`` with ``TimeoutError``, as
                 ``asyncio.timeout_at(deadline)`` around the call would. Connected, the reply's
@@ -269,12 +303,12 @@ class RespClient:
                 the deadline passed.
         """
         if deadline is None:
-            return await self._send(await self._conn(), args, defer)
+            return await self._send_encoded(await self._conn(), command, defer)
         proto = self._proto
         if proto is None or proto.lost is not None:
             async with asyncio.timeout_at(deadline):
                 proto = await self._conn()
-        fut = self._send(proto, args, defer)
+        fut = self._send_encoded(proto, command, defer)
         timer = asyncio.get_running_loop().call_at(deadline, _expire, fut)
         try:
             return await fut
