@@ -39,7 +39,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -323,7 +323,7 @@ class InferenceService:
         wait0 = self.drift.wait_ms(worker.id, req.arrival) if self.drift is not None else 0.0
         self.view.start(worker.id, req, service_ms, req.arrival)
         self.inflight += 1
-        reserve = asyncio.ensure_future(self.store.reserve(lease))
+        reserve = asyncio.get_running_loop().create_task(self.store.reserve(lease))
         self._open.add(lease.token)
         reserve.add_done_callback(partial(self._reserved, lease))
         return Ticket(
@@ -604,8 +604,8 @@ class InferenceService:
             return
         self.apply_shared(lease.worker, load, self.clock.now())
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # ensure_future: 0.5 µs more
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
