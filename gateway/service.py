@@ -92,6 +92,10 @@ __all__ = ["InferCall", "InferResult", "InferenceService", "ServiceConfig"]
 log = logging.getLogger(__name__)
 
 
+_ABANDONED = Ended(abandoned=True)
+_FAILED = Ended()
+
+
 class InferenceService:
     """The request path; one per app, built by ``create_app``.
 
@@ -368,11 +372,12 @@ class InferenceService:
             self.health.observe(worker.id, outcome)
         self.metrics.requests.labels(req.model, worker.pool, worker.id, ticket.policy, code).inc()
         now = self.clock.now()
-        ended = Ended(abandoned=outcome is Outcome.NEUTRAL)
         if outcome is Outcome.SUCCESS and latency_ms is not None:  # its true end on the worker
             half_rtt = (worker.rtt_ms + self.view.cfg.overhead_ms) * 0.5  # as the view reads it
             end_at = req.arrival + (latency_ms - half_rtt) / 1000.0
             ended = Ended(ago_us=int((now - end_at) * 1e6))
+        else:
+            ended = _ABANDONED if outcome is Outcome.NEUTRAL else _FAILED
         self._spawn(self._release(ticket.reserve, ticket.lease, ended, now))
 
     async def confirm(self, ticket: Ticket) -> Ticket:
