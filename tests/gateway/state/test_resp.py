@@ -15,6 +15,20 @@ def test_encode() -> None:
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["EVALSHA", "ab", 3, "k:{w}", "", -1, 2**70],  # plain str and int: joined as text
+        ["SET", "clé", 1],  # not ASCII: lengths in bytes
+        ["SET", True, 1.5, b"\xff"],  # bool, float, bytes
+    ],
+)
+def test_encode_any_argument_as_utf8_bulk_strings(args: list[object]) -> None:
+    bulks = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    want = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(b), b) for b in bulks)
+    assert encode_command(args) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("raw", "value"),
     [
         (b"+OK\r\n", b"OK"),
