@@ -305,7 +305,9 @@ class SynergAI:
             return _decide(e, "best_effort"), e, e
         e0 = pick_min(fits, predicted_latency, rng)
         if min(e.predicted_ms for e in ests) < e0.predicted_ms:  # EC's worker does not fit
-            e0, fits = self._fit_or_ec(req, ests, fits, e0, now, rng)
+            ec = self._ec_over_fit(req, ests, e0, now, rng)
+            if ec is not None:
+                e0, fits = ec, [ec, *fits]
         if len(ests) == 1:  # no alternative to deviate or yield to
             return _decide(e0, "fit"), e0, e0
         tight = self.tight
@@ -323,26 +325,20 @@ class SynergAI:
         e = pick_min(safe, predicted_latency, rng)
         return _decide(e, "fit"), e, e0
 
-    def _fit_or_ec(
-        self,
-        req: Request,
-        ests: list[Estimate],
-        fits: list[Estimate],
-        e0: Estimate,
-        now: float,
-        rng: random.Random,
-    ) -> tuple[Estimate, list[Estimate]]:
-        """Step 4: the earliest fit, unless it crowds a higher priority and EC is on time."""
+    def _ec_over_fit(
+        self, req: Request, ests: list[Estimate], e0: Estimate, now: float, rng: random.Random
+    ) -> Estimate | None:
+        """Step 4: EC's worker when it is on time and the fit ``e0`` crowds a higher priority."""
         prio, slo = self.priority, req.slo_ms
         above = {m: t for m, t in self.tight.items() if prio.get(m, 0) > req.priority}
         if not above:
-            return e0, fits
+            return None
         ec = pick_min(ests, predicted_latency, rng)
         if ec.predicted_ms > slo or protects_tighter(
             [e0], slo, above, now, rate_of=self._rate_of(now)
         ):
-            return e0, fits
-        return ec, [ec, *fits]
+            return None
+        return ec
 
     def _yield(
         self,
