@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
-from gateway.prediction.model import PredictorConfig, shadow_wait_ms
+from gateway.prediction.model import Correction, PredictorConfig, shadow_wait_ms
 from gateway.prediction.profiles import Profile, ProfileBook
 from gateway.routing.index import PoolIndex, finite_or
 from gateway.routing.state import WorkerState
@@ -103,6 +103,8 @@ class FleetView:
         self._newest_shared = -math.inf
         self._next_refresh = -math.inf
         self._next_idx = 0
+        self._pool_corr: dict[tuple[str, str, str], Correction] = {}
+        """Per (pool, architecture, model): the pool's online correction (its workers join it)."""
         for info in workers:
             self.add_worker(info)
 
@@ -136,6 +138,12 @@ class FleetView:
                 profs[m] = p
         s = WorkerState(self._next_idx, info, profs, self.cfg)
         self._next_idx += 1
+        for m, c in s.corrections.items():  # gateway.prediction.model, "Pooling"
+            pk = (info.pool, info.arch, m)
+            pc = self._pool_corr.get(pk)
+            if pc is None:
+                pc = self._pool_corr[pk] = Correction(self.cfg, profs[m].lognormal(1)[1])
+            c.join(pc)
         self._states[info.id] = s
         self._order.append(s)
         for m, p in profs.items():
@@ -155,6 +163,8 @@ class FleetView:
         if s is None:
             return
         self._order.remove(s)
+        for c in s.corrections.values():
+            c.leave()
         for idx, pos, m in s.slots:
             idx.remove(pos)
             by_pool = self._indexes.get(m, {})

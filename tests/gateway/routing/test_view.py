@@ -88,6 +88,27 @@ def test_correction_learns_a_slow_worker(view: FleetView) -> None:
     assert view.state("e0").correction("m", t + 60) < 1.2  # decays: trusted again
 
 
+def test_workers_of_a_pool_share_its_correction(view: FleetView) -> None:
+    """e0 and e1 (pool "edge") join one pool correction per model; while e0's samples agree
+    with the pool's, e1, which served nothing, predicts with the pool's figure; a worker that
+    leaves stops feeding it (gateway.prediction.model, Pooling)."""
+    e0, e1, c0 = (view.state(w) for w in ("e0", "e1", "c0"))
+    pool = e0.corrections["m"].parent
+    assert pool is not None and pool is e1.corrections["m"].parent
+    assert c0.corrections["m"].parent is not pool and pool.members == 2
+    t = 0.0
+    for _ in range(40):  # the whole pool is 2x slower: e0 is the one that serves
+        r = Request("m", 100.0)
+        view.start("e0", r, 10.0, t)
+        t += 0.03
+        view.finish("e0", r, 10.0, 1.0 + 20.0, t)
+    assert e1.correction("m", t) == pytest.approx(e0.correction("m", t), rel=0.1)
+    assert 1.5 < e1.correction("m", t) <= 2.05
+    assert c0.correction("m", t) == 1.0
+    view.remove_worker("e1")
+    assert pool.members == 1
+
+
 def test_add_remove_worker(view: FleetView, book: ProfileBook) -> None:
     view.add_worker(WorkerInfo("c1", "cloud", "cloud", ("m",), 1, 20.0))
     assert "c1" in [s.id for s in view.eligible("m")]
