@@ -274,16 +274,18 @@ class Correction:
         decay toward the profile gives the profile back its share:
         ``P(t) = 1 - (1 - P(t0)) * exp(-(t - t0) / TAU_S)``.
         """
-        if self.parent is not None and not self.own:
-            return self.parent.prior_weight(now)
+        src = self.reads()
+        if src is not self:
+            return src.prior_weight(now)
         dt = now - self.t
         p = self.prior
         return 1.0 - (1.0 - p) * math.exp(-dt / self.cfg.tau_s) if dt > 0 else p
 
     def log_factor(self, now: float) -> float:
         """``g`` decayed to ``now``."""
-        if self.parent is not None and not self.own:
-            return self.parent.log_factor(now)
+        src = self.reads()
+        if src is not self:
+            return src.log_factor(now)
         g = self.g
         if g == 0.0:
             return 0.0

@@ -20,9 +20,7 @@ __all__ = ["estimate", "pool_estimates"]
 
 
 def _factor(s: WorkerState, model: str, now: float) -> float:
-    corr = s.corrections[model]
-    if corr.parent is not None and not corr.own:  # Correction.log_factor, inlined
-        corr = corr.parent
+    corr = s.corrections[model].reads()  # Correction.log_factor, inlined
     g = corr.g
     if g == 0.0:
         return 1.0
