@@ -42,3 +42,13 @@ def test_little_harm_where_the_overflow_pool_is_a_coin_flip() -> None:
     left is guarded at 1 point."""
     v = _rates("wild-3-045")
     assert v["synergai"] <= v["profile_static"] + 0.01, v
+
+
+def test_little_harm_where_each_worker_learning_alone_ratcheted_up() -> None:
+    """357 workers; a busy pool of 98 four-slot workers with an exact profile takes bursts of
+    6.6x. Each worker learning its own correction, earliest completion re-measured only the
+    ones that read fast, the others' factors froze at 1.2-1.4, the bursts booked them a quarter
+    too long: 39.9 % violations against 34.6 % for EC. Pooled corrections (a worker reads its
+    pool's until its own departs): 35.7 %. Guarded at 1.5 points."""
+    v = _rates("wild-5-111")
+    assert v["synergai"] <= v["profile_static"] + 0.015, v
