@@ -274,9 +274,10 @@ class Correction:
         decay toward the profile gives the profile back its share:
         ``P(t) = 1 - (1 - P(t0)) * exp(-(t - t0) / TAU_S)``.
         """
-        src = self.reads()
-        if src is not self:
-            return src.prior_weight(now)
+        return self.reads()._own_prior(now)
+
+    def _own_prior(self, now: float) -> float:
+        """:meth:`prior_weight` of this correction's own samples (a worker's, not its pool's)."""
         dt = now - self.t
         p = self.prior
         return 1.0 - (1.0 - p) * math.exp(-dt / self.cfg.tau_s) if dt > 0 else p
@@ -347,9 +348,7 @@ class Correction:
         b = (1.0 - a) * d
         self.var = v = b * b * self.var + a * a * self.noise2
         self.g = shrink(r, v)
-        p = self.prior  # this one's own prior weight (prior_weight may read the pool's)
-        p = 1.0 - (1.0 - p) * d if dt > 0 else p
-        self.prior = (1.0 - a) * p
+        self.prior = (1.0 - a) * self._own_prior(now)
         self.t = now
         self.samples += 1
 
