@@ -35,11 +35,13 @@ class PoolRates:
         self.tau_s = tau_s
         self._r: dict[tuple[str, str], tuple[float, float]] = {}
 
-    def add(self, pool: str, model: str, now: float) -> None:
-        """One request of ``model`` sent to ``pool`` at ``now``."""
+    def add(self, pool: str, model: str, now: float, weight: float = 1.0) -> None:
+        """One request of ``model`` sent to ``pool`` at ``now`` (``weight``: what it counts
+        for, e.g. its service time, making the rate one of work).
+        """
         key = (pool, model)
         rt = self._r.get(key)
-        inc = 1.0 / self.tau_s
+        inc = weight / self.tau_s
         if rt is None:
             self._r[key] = (inc, now)
         else:

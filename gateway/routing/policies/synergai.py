@@ -43,7 +43,12 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    a hopeless client SLO costs a few served requests per worker while it is idle. Without the
    busy-worker shed, an overload whose top priority stops fitting never recovers: every
    lower-priority request joins the queue as best effort (overload-101025: 17 points fewer
-   violations with it).
+   violations with it). A priority-0 request that fits nowhere but is on time on average is
+   shed too (``shed_saturated``) when its model's priority 0 was shed as late on average
+   within ``SATURATED_S``, EC's worker is busy and its pool's offered work (what was sent to
+   it and shed from it, :meth:`SynergAI._offered`) is at least its slots: the capacity
+   binds, so serving the request takes the time of a later one that would fit
+   (docs/routing.md, "A saturated class sheds what does not fit").
 4. *fit*: ``e0`` = the fit of earliest predicted completion. A fit slower than EC's worker is
    the request's own gain (its 99 % quantile on time instead of its mean), so it must not be
    paid for by a higher priority (safety rule 2): when EC's worker is on time on average
@@ -93,8 +98,9 @@ from mypy_extensions import mypyc_attr
 from gateway.prediction.model import TAU_S, Correction
 from gateway.routing.filters import fits_slo, harms_tighter, protects_tighter
 from gateway.routing.framework import Estimate, pick_min
+from gateway.routing.index import INF, PoolIndex
 from gateway.routing.predict import pool_estimates
-from gateway.routing.rates import PoolRates
+from gateway.routing.rates import RATE_TAU_S, PoolRates
 from gateway.routing.scorers import predicted_latency
 from gateway.routing.selfcheck import SelfCheck, estimate_p_late
 from gateway.routing.types import Decision, Request
@@ -108,6 +114,7 @@ __all__ = [
     "PROBE_MIN_S",
     "PROBE_SHARE",
     "RELAX",
+    "SATURATED_S",
     "SynergAI",
 ]
 
@@ -117,6 +124,10 @@ MARGIN = 0.25
 """An alternative to the earliest fit must keep this fraction of the SLO as headroom."""
 RELAX = 0.002
 """Per request of a model, the tight SLO moves this fraction of the way to a looser SLO."""
+SATURATED_S = RATE_TAU_S
+"""A model's priority 0 counts as saturated this long (s) after one of its requests was shed
+as late on average (step 3), while its pool's offered work exceeds its slots: the time
+constant of the router's rates."""
 PROBE_SHARE = EXPLORE
 """On an uncalibrated prediction, probes take at most this share of one instance's time."""
 PROBE_MIN_S = 1.0
@@ -186,6 +197,10 @@ class SynergAI:
         self.priority: dict[str, int] = {}
         self.rates = PoolRates()
         self._probes: dict[tuple[str, str], float] = {}
+        self._saturated: dict[str, float] = {}
+        self._work = PoolRates()
+        """Per pool, the work offered to it (ms of service per second): what was sent there
+        and what was shed from it (EC's pool, or the fit's)."""
         self.check: SelfCheck | None = SelfCheck(seed) if self_check else None
 
     def _learn(self, req: Request, ests: list[Estimate]) -> None:
@@ -205,6 +220,18 @@ class SynergAI:
         self.tight[m] = slo if t is None or slo < t else t + (slo - t) * RELAX
         if req.priority > self.priority.get(m, 0):
             self.priority[m] = req.priority
+
+    def _offered(self, e: Estimate, now: float) -> float:
+        """The offered load of ``e``'s pool per slot (1: every slot busy on average): the
+        work sent to it and shed from it over its available slots.
+        """
+        s = e.state
+        n = 1
+        for idx, _pos, _m in s.slots:
+            assert isinstance(idx, PoolIndex)
+            k = sum(1 for key in idx.keys if key != INF)
+            n = k if k > n else n
+        return self._work.rate(s.pool, "", now) / 1000.0 / (n * len(s.free))
 
     def _may_shed(
         self, e: Estimate, model: str, now: float, slo_ms: float, own: bool = True
@@ -288,6 +315,9 @@ class SynergAI:
             check.record(req.model, e, ref, ests, req.slo_ms, view, now, own)
         if e is not None:
             self.rates.add(e.state.pool, req.model, now)
+            self._work.add(e.state.pool, "", now, e.service_ms)
+        elif d.reason != "no_worker":
+            self._work.add(ref.state.pool, "", now, ref.service_ms)
         return d
 
     def _deviate(
@@ -297,11 +327,21 @@ class SynergAI:
         fits = fits_slo(ests, slo)
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
-            if e.predicted_ms > slo and self._may_shed(e, m, now, slo):
-                if req.priority == 0:
-                    return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
-                if req.priority < self.priority.get(m, 0) and not _spare(e):
-                    return Decision(None, e.predicted_ms, 0.0, "shed_yield"), None, e
+            if e.predicted_ms > slo:
+                if self._may_shed(e, m, now, slo):
+                    if req.priority == 0:
+                        self._saturated[m] = now
+                        return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
+                    if req.priority < self.priority.get(m, 0) and not _spare(e):
+                        return Decision(None, e.predicted_ms, 0.0, "shed_yield"), None, e
+            elif (
+                req.priority == 0
+                and not _spare(e)
+                and now - self._saturated.get(m, -math.inf) <= SATURATED_S
+                and self._offered(e, now) >= 1.0
+                and self._may_shed(e, m, now, slo)
+            ):
+                return Decision(None, e.predicted_ms, 0.0, "shed_saturated"), None, e
             return _decide(e, "best_effort"), e, e
         e0 = pick_min(fits, predicted_latency, rng)
         if min(e.predicted_ms for e in ests) < e0.predicted_ms:  # EC's worker does not fit

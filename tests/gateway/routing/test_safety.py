@@ -2,8 +2,8 @@
 
 A request that fits somewhere (tail <= SLO) is only sent where it fits, or to earliest
 completion when that is on time on average (predicted <= SLO), except by an explicit yield to a
-higher priority; it is shed only when it fits nowhere (``shed_slo``) or, at priority 0, to make
-way for a higher priority (``shed_yield``).
+higher priority; it is shed only when it fits nowhere (``shed_slo``, ``shed_saturated``) or, at
+priority 0, to make way for a higher priority (``shed_yield``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def test_a_request_that_fits_is_only_sent_where_it_fits(
         fits = {e.state.id for e in ests if e.tail_ms <= req.slo_ms}
         higher = any(p > req.priority for p in pol.priority.values())
         if d.worker is None:
-            assert d.reason in ("no_worker", "shed_slo", "shed_yield")
-            if d.reason == "shed_slo":
+            assert d.reason in ("no_worker", "shed_slo", "shed_saturated", "shed_yield")
+            if d.reason in ("shed_slo", "shed_saturated"):
                 assert not fits
             if d.reason == "shed_yield":  # an explicit yield of a fit (priority 0), or a
                 # hopeless request making way for a higher priority of its own model

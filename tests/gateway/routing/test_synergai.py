@@ -5,12 +5,14 @@ import random
 import pytest
 
 from gateway.prediction.profiles import LatencyPoint, Profile, ProfileBook
+from gateway.routing.filters import fits_slo
 from gateway.routing.framework import Estimate
 from gateway.routing.policies.synergai import (
     CALIBRATED,
     HOPELESS,
     PROBE_MIN_S,
     PROBE_SHARE,
+    SATURATED_S,
     SynergAI,
 )
 from gateway.routing.predict import pool_estimates
@@ -390,6 +392,57 @@ def test_scorers(view: FleetView) -> None:
     _load(view, "e0", 2)
     assert queue_depth(s) == 2.0
     assert peak_ewma_cost(s) == pytest.approx(30.0 * 3)
+
+
+@pytest.mark.parametrize(
+    ("sheds", "ago", "spare", "expected"),
+    [
+        (0, 0.0, False, "best_effort"),  # no sign of saturation: its own chance is served
+        (3, 0.0, False, "best_effort"),  # late on average, but the pool is not overloaded
+        (1000, 0.0, False, "shed_saturated"),  # ... 1,000 in half a second: it is
+        (1000, 1.01 * SATURATED_S, False, "best_effort"),  # ... longer ago than SATURATED_S
+        (1000, 0.0, True, "best_effort"),  # a spare worker: nobody would queue behind it
+    ],
+)
+def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
+    fleet: list[WorkerInfo],
+    book: ProfileBook,
+    rng: random.Random,
+    sheds: int,
+    ago: float,
+    spare: bool,
+    expected: str,
+) -> None:
+    """Priority 0, its 99 % quantile late everywhere but on time on average on EC's worker:
+    best effort, unless its model's priority 0 was shed as late on average within
+    ``SATURATED_S``, EC's worker is busy and the work offered to its pool (sent and shed)
+    is at least its slots. The capacity then binds: serving the request takes the time of
+    a later one that would fit, which costs that one, and the request's own chance of being
+    late on top."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    now = 10.0
+    busy = FleetView(fleet, book)  # 1 s deep everywhere: a 20 ms SLO is late on average
+    t0 = now - ago - 0.5
+    for w in ("e0", "e1", "c0") * 2:  # calibrated: no probe of the late-on-average
+        _calibrate(busy, w, "m", t0)
+    for w in ("e0", "e1", "c0", "c0"):
+        for _ in range(100):
+            busy.start(w, Request("m", 1e6), 10.0, t0)
+    for i in range(sheds):  # each offers its service (about 7 ms) to the edge's two slots
+        t = t0 + 0.5 * (i + 1) / sheds
+        assert pol.choose(Request("m", 20.0), busy, t, rng).reason == "shed_slo"
+    view = FleetView(fleet, book)
+    for w in ("e0", "e1", "c0"):
+        _calibrate(view, w, "m", now)
+    for w in ("c0", "c0", "c0", "c0"):
+        view.start(w, Request("m", 1e6), 10.0, now)
+    for w in ("e0", "e1"):  # 5 ms of wait on each edge worker (under one service: spare) or 20
+        for svc in (5.0,) if spare else (10.0, 10.0):
+            view.start(w, Request("m", 1e6), svc, now)
+    ec = min(pool_estimates(view, "m", 1, now), key=lambda e: e.predicted_ms)
+    slo = 0.5 * (ec.predicted_ms + ec.tail_ms)  # on time on average, late at its p99
+    assert not fits_slo(pool_estimates(view, "m", 1, now), slo)
+    assert pol.choose(Request("m", slo), view, now, rng).reason == expected
 
 
 def test_a_hopeless_lower_priority_makes_way_on_a_busy_worker(
