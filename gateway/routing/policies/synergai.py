@@ -70,7 +70,8 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    requests its queueing makes late (:func:`harms_tighter`: the per-worker rate of each tighter
    class times how long the worker's wait stays above that class's slack, counted only when
    no other worker of the pool is within it; rates are what *that worker* sees, its pool's
-   rate over its workers, :class:`gateway.routing.rates.PoolRates`). A fit doing less than one
+   rate over its workers, sheds from the pool included, :class:`gateway.routing.rates.PoolRates`).
+   A fit doing less than one
    request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
    classes of *higher priority* than the request's (``>= 1`` request), the request yields
    explicitly: to the earliest harmless candidate when that is still predicted on time on
@@ -196,6 +197,8 @@ class SynergAI:
         self.tight: dict[str, float] = {}
         self.priority: dict[str, int] = {}
         self.rates = PoolRates()
+        """Per (pool, model), the requests sent there or shed from there (the demand a harm
+        weighs)."""
         self._probes: dict[tuple[str, str], float] = {}
         self._saturated: dict[str, float] = {}
         self._work = PoolRates()
@@ -318,6 +321,7 @@ class SynergAI:
             self._work.add(e.state.pool, "", now, e.service_ms)
         elif d.reason != "no_worker":
             self._work.add(ref.state.pool, "", now, ref.service_ms)
+            self.rates.add(ref.state.pool, req.model, now)
         return d
 
     def _deviate(

@@ -445,6 +445,24 @@ def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
     assert pol.choose(Request("m", slo), view, now, rng).reason == expected
 
 
+def test_a_shed_request_counts_in_its_pools_rate(
+    fleet: list[WorkerInfo], book: ProfileBook, rng: random.Random
+) -> None:
+    """A shed request came for a pool and found no room: it is part of the traffic that
+    pool's workers see (the rates a harm weighs) and of the work offered to it. Counted only
+    where requests went, every shed made the pool's tight class look rarer and invited more
+    loose work onto it."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    busy = FleetView(fleet, book)
+    for w in ("e0", "e1", "c0") * 2:
+        _calibrate(busy, w, "m", 1.0)
+    for w in ("e0", "e1", "c0", "c0"):
+        for _ in range(10):
+            busy.start(w, Request("m", 1e6), 10.0, 1.0)
+    assert pol.choose(Request("m", 20.0), busy, 1.0, rng).reason == "shed_slo"
+    assert pol.rates.rate("edge", "m", 1.0) > 0.0 and pol._work.rate("edge", "", 1.0) > 0.0
+
+
 def test_a_hopeless_lower_priority_makes_way_on_a_busy_worker(
     view: FleetView, rng: random.Random
 ) -> None:
