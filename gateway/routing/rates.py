@@ -6,11 +6,10 @@ not with a model's fleet-wide rate: a class of 1,600 req/s routed to a pool of 8
 worker look harmful at thousands of requests per second (issue 15: 22.5 % violations against
 0.00 % for earliest completion on a 200-worker fleet).
 
-Each (pool, model) keeps an exponentially decayed count of the requests this router sent
-there *or shed from there* (a shed request came for that pool and found no room; counted only
-where requests went, every shed made a tight class look rarer and invited more loose work
-onto its pool), ``r <- r * exp(-dt / tau) + 1 / tau`` (req/s), read decayed to ``now``; a
-worker's share
+Each (pool, model) keeps an exponentially decayed count of the requests this router sent there
+*or shed from there* (a shed request came for that pool and found no room; counted only where
+requests went, every shed made a tight class look rarer and invited more loose work onto its
+pool), ``r <- r * exp(-dt / tau) + 1 / tau`` (req/s), read decayed to ``now``; a worker's share
 is the pool's rate over its available workers. Measured per pool rather than per worker: under
 a light load earliest completion sends a class to the first idle worker of a pool every time,
 which says nothing about what that worker is *needed* for. Replicating a fleet and its load k

@@ -68,18 +68,17 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    took 630 requests with it; mixed-107001, 18.1 % against 15.3 % for EC, now 9.1 %).
 6. *yield*: when nothing protects, a candidate's harm is the expected number of tighter
    requests its queueing makes late (:func:`harms_tighter`: the per-worker rate of each tighter
-   class times how long the worker's wait stays above that class's slack, counted only when
-   no other worker of the pool is within it; rates are what *that worker* sees, its pool's
-   rate over its workers, sheds from the pool included, :class:`gateway.routing.rates.PoolRates`).
-   A fit doing less than one
-   request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
-   classes of *higher priority* than the request's (``>= 1`` request), the request yields
-   explicitly: to the earliest harmless candidate when that is still predicted on time on
-   average (``yield``), else a priority-0 request is shed (``shed_yield``). That shed rests on
-   the harm to others, not on its own prediction: it is taken on a prediction with a sample
-   within ``stale_s``, else all but one request per worker and model every
-   ``max(PROBE_MIN_S, service / PROBE_SHARE)`` (a probe, served: at most ``PROBE_SHARE`` of
-   one instance's time).
+   class times how long the worker's wait stays above that class's slack, counted only when no
+   other worker of the pool is within it; rates are what *that worker* sees, its pool's rate
+   over its workers, sheds from the pool included: :class:`gateway.routing.rates.PoolRates`). A
+   fit doing less than one request of harm is taken, earliest first (``fit_tight``). Otherwise,
+   if the harm falls on classes of *higher priority* than the request's (``>= 1`` request), the
+   request yields explicitly: to the earliest harmless candidate when that is still predicted
+   on time on average (``yield``), else a priority-0 request is shed (``shed_yield``). That
+   shed rests on the harm to others, not on its own prediction: it is taken on a prediction
+   with a sample within ``stale_s``, else all but one request per worker and model every
+   ``max(PROBE_MIN_S, service / PROBE_SHARE)`` (a probe, served: at most ``PROBE_SHARE`` of one
+   instance's time).
    Otherwise ``e0`` (``fit_unprotected``).
 7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
    correction has had no sample for ``stale_s``, the stalest is taken (``explore``).
