@@ -394,6 +394,18 @@ def test_scorers(view: FleetView) -> None:
     assert peak_ewma_cost(s) == pytest.approx(30.0 * 3)
 
 
+def _busy(fleet: list[WorkerInfo], book: ProfileBook, t: float, depth: int) -> FleetView:
+    """A fresh view, calibrated just before ``t`` (no probe of a late-on-average request),
+    with ``depth`` 10 ms requests queued on every slot at ``t``."""
+    view = FleetView(fleet, book)
+    for w in ("e0", "e1", "c0") * 2:
+        _calibrate(view, w, "m", t)
+    for w in ("e0", "e1", "c0", "c0"):
+        for _ in range(depth):
+            view.start(w, Request("m", 1e6), 10.0, t)
+    return view
+
+
 @pytest.mark.parametrize(
     ("sheds", "ago", "spare", "expected"),
     [
@@ -421,13 +433,8 @@ def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
     late on top."""
     pol = SynergAI(explore=0.0, self_check=False)
     now = 10.0
-    busy = FleetView(fleet, book)  # 1 s deep everywhere: a 20 ms SLO is late on average
     t0 = now - ago - 0.5
-    for w in ("e0", "e1", "c0") * 2:  # calibrated: no probe of the late-on-average
-        _calibrate(busy, w, "m", t0)
-    for w in ("e0", "e1", "c0", "c0"):
-        for _ in range(100):
-            busy.start(w, Request("m", 1e6), 10.0, t0)
+    busy = _busy(fleet, book, t0, 100)  # 1 s deep everywhere: 20 ms is late on average
     for i in range(sheds):  # each offers its service (about 7 ms) to the edge's two slots
         t = t0 + 0.5 * (i + 1) / sheds
         assert pol.choose(Request("m", 20.0), busy, t, rng).reason == "shed_slo"
@@ -453,12 +460,7 @@ def test_a_shed_request_counts_in_its_pools_rate(
     where requests went, every shed made the pool's tight class look rarer and invited more
     loose work onto it."""
     pol = SynergAI(explore=0.0, self_check=False)
-    busy = FleetView(fleet, book)
-    for w in ("e0", "e1", "c0") * 2:
-        _calibrate(busy, w, "m", 1.0)
-    for w in ("e0", "e1", "c0", "c0"):
-        for _ in range(10):
-            busy.start(w, Request("m", 1e6), 10.0, 1.0)
+    busy = _busy(fleet, book, 1.0, 10)
     assert pol.choose(Request("m", 20.0), busy, 1.0, rng).reason == "shed_slo"
     assert pol.rates.rate("edge", "m", 1.0) > 0.0 and pol._work.rate("edge", "", 1.0) > 0.0
 
