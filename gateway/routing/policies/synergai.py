@@ -48,7 +48,14 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    within ``SATURATED_S``, EC's worker is busy and its pool's offered work (what was sent to
    it and shed from it, :meth:`SynergAI._offered`) is at least its slots: the capacity
    binds, so serving the request takes the time of a later one that would fit
-   (docs/routing.md, "A saturated class sheds what does not fit").
+   (docs/routing.md, "A saturated class sheds what does not fit"). A request served as best
+   effort whose EC worker is *out of reach* for it (late even idle: ``rtt + p01 > slo`` at the
+   profile's speed and at the corrected one, :func:`_out_of_reach`) goes instead to the
+   earliest candidate in reach idle at its profile's speed (``rtt + p99 <= slo``,
+   :func:`_in_reach`) that is :func:`_spare`: at EC's worker it is late for sure, there it
+   has a chance, and a spare worker (its wait at most one service, as step 5 asks of an
+   alternative) has room for it (after a pool's slowdown, its correction and its queue read
+   it slower than a pool the class never reaches: flapping-203005).
 4. *fit*: ``e0`` = the fit of earliest predicted completion. A fit slower than EC's worker is
    the request's own gain (its 99 % quantile on time instead of its mean), so it must not be
    paid for by a higher priority (safety rule 2): when EC's worker is on time on average
@@ -165,6 +172,22 @@ def _last_late(e: Estimate, c: Correction, slo_ms: float, now: float) -> bool:
     """
     service = e.service_ms * math.exp(c.last - c.log_factor(now) - 0.5 * c.noise2)
     return e.predicted_ms - e.service_ms + service > slo_ms
+
+
+def _out_of_reach(e: Estimate, model: str, batch: int, slo_ms: float) -> bool:
+    """Late on ``e``'s worker even idle, at its profile's speed and at its corrected one
+    (the faster of the two): ``rtt + p01 > slo``, the log-normal's 1 % quantile being
+    ``p50^2 / p99``. The class does not reach there, whatever the queue.
+    """
+    p = e.state.profiles[model]
+    p50 = p.p50(batch)
+    c = e.service_ms / p.mean(batch)
+    return e.state.rtt_ms + (c if c < 1.0 else 1.0) * p50 * p50 / p.p99(batch) > slo_ms
+
+
+def _in_reach(e: Estimate, model: str, batch: int, slo_ms: float) -> bool:
+    """On time on ``e``'s worker idle at its profile's speed: ``rtt + p99 <= slo``."""
+    return e.state.rtt_ms + e.state.profiles[model].p99(batch) <= slo_ms
 
 
 def _decide(e: Estimate, reason: str) -> Decision:
@@ -345,6 +368,11 @@ class SynergAI:
                 and self._may_shed(e, m, now, slo)
             ):
                 return Decision(None, e.predicted_ms, 0.0, "shed_saturated"), None, e
+            if len(ests) > 1 and _out_of_reach(e, m, req.batch, slo):
+                able = [x for x in ests if _in_reach(x, m, req.batch, slo) and _spare(x)]
+                if able:  # late for sure at EC's worker: a chance where there is room
+                    x = pick_min(able, predicted_latency, rng)
+                    return _decide(x, "best_effort"), x, e
             return _decide(e, "best_effort"), e, e
         e0 = pick_min(fits, predicted_latency, rng)
         if min(e.predicted_ms for e in ests) < e0.predicted_ms:  # EC's worker does not fit

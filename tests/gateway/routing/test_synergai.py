@@ -515,3 +515,47 @@ def test_a_fit_that_crowds_a_higher_priority_gives_way_to_an_on_time_ec(
     assert ests["near"].predicted_ms <= 25.0 < ests["near"].tail_ms
     d = pol.choose(Request("lo", 25.0, priority=0), view, 0.001, rng)
     assert d.worker == expected
+
+
+def _reach_view() -> FleetView:
+    """Two pools for a 30 ms class: ``far`` is out of its reach even idle (rtt 1 + p01 32 ms),
+    ``near`` in reach when idle (rtt 2 + p99 25 ms)."""
+    book = ProfileBook(
+        {
+            ("gpu", "m"): Profile("gpu", "m", 8, (LatencyPoint(1, 40.0, 50.0),)),
+            ("fpga", "m"): Profile("fpga", "m", 8, (LatencyPoint(1, 20.0, 25.0),)),
+        },
+        {},
+    )
+    return FleetView(
+        [
+            WorkerInfo("far0", "far", "gpu", ("m",), 1, 1.0),
+            WorkerInfo("near0", "near", "fpga", ("m",), 1, 2.0),
+        ],
+        book,
+    )
+
+
+@pytest.mark.parametrize(
+    ("near_wait_ms", "slo_ms", "expected"),
+    [
+        # near's wait (20 ms) is within one service: spare; EC (far, 42 ms) is out of reach
+        (20.0, 30.0, "near0"),
+        # near's wait (25 ms) is more than one service: no room there, EC as before
+        (25.0, 30.0, "far0"),
+        # with a 40 ms SLO far is within reach idle (33 ms): EC as before
+        (20.0, 40.0, "far0"),
+    ],
+)
+def test_best_effort_goes_where_the_class_reaches_not_where_it_cannot(
+    rng: random.Random, near_wait_ms: float, slo_ms: float, expected: str
+) -> None:
+    view = _reach_view()
+    view.start("near0", Request("m", 1e6), near_wait_ms, 0.0)
+    req = Request("m", slo_ms, priority=1)
+    ests = pool_estimates(view, "m", 1, 0.0)
+    assert not fits_slo(ests, slo_ms)  # fits nowhere: best effort
+    ec = min(ests, key=lambda e: e.predicted_ms)
+    assert ec.state.id == "far0"
+    d = SynergAI(explore=0.0, self_check=False).choose(req, view, 0.0, rng)
+    assert (d.worker, d.reason) == (expected, "best_effort")
