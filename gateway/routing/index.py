@@ -167,6 +167,10 @@ class PoolIndex:
         b = self.best_pos()
         return None if b < 0 else self.members[b]
 
+    def available(self) -> int:
+        """How many workers are available now (a finite key: healthy and not ejected)."""
+        return sum(1 for k in self.keys if k != INF)
+
     def __len__(self) -> int:
         return sum(1 for s in self.members if s is not None)
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.routing.framework import Estimate
-from gateway.routing.index import INF, PoolIndex
+from gateway.routing.index import PoolIndex
 
 __all__ = ["BUDGET_FRACTION", "HEADROOM_Z", "harms_tighter", "protects_tighter"]
 
@@ -143,7 +143,7 @@ def harms_tighter(
             rate = rate_of(idx.pool, m)
             if _covered(idx, pos, s, m, slack, rate, now):
                 continue
-            n = sum(1 for k in idx.keys if k != INF)
+            n = idx.available()
             h = rate / (n if n > 0 else 1) * (after - slack) / 1000.0
             worst = h if h > worst else worst
     return worst

@@ -105,7 +105,7 @@ from mypy_extensions import mypyc_attr
 from gateway.prediction.model import TAU_S, Correction
 from gateway.routing.filters import fits_slo, harms_tighter, protects_tighter
 from gateway.routing.framework import Estimate, pick_min
-from gateway.routing.index import INF, PoolIndex
+from gateway.routing.index import PoolIndex
 from gateway.routing.predict import pool_estimates
 from gateway.routing.rates import RATE_TAU_S, PoolRates
 from gateway.routing.scorers import predicted_latency
@@ -254,7 +254,7 @@ class SynergAI:
         n = 1
         for idx, _pos, _m in s.slots:
             assert isinstance(idx, PoolIndex)
-            k = sum(1 for key in idx.keys if key != INF)
+            k = idx.available()
             n = k if k > n else n
         return self._work.rate(s.pool, "", now) / 1000.0 / (n * len(s.free))
 
