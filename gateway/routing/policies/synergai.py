@@ -34,12 +34,19 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    *hopeless* request (``p_late >= HOPELESS``: even its 1 % quantile late) is shed there, for
    the shed frees nothing anyone waits for and a coin flip is on time half the time (an
    externally built fleet whose overflow pool's median was the SLO: 44.9 % against 35.0 %
-   for EC, 35.8 % now; ``tests/loadtest/sim/test_wild.py``). A shed gives no sample, so on an
-   uncalibrated prediction the first such shed per worker and model starts a probe clock, and
-   after it the request is served, as EC would, whenever EC's worker has room (a free probe:
-   its wait is at most one service), else once per ``max(PROBE_MIN_S, service / PROBE_SHARE)``;
-   the samples calibrate it. Shedding on one probe's sample shed a whole class of a 2.4x
-   pessimistic profile for the run (miscalibrated-106013: 28 % against 16 % for EC, 6.7 % now);
+   for EC, 35.8 % now; ``tests/loadtest/sim/test_wild.py``). On an *idle* worker (two or
+   more slots, every one free when the request arrives: :func:`_idle`) nothing is shed on
+   its own lateness unless a tighter class's budget is at stake: the shed would spare nobody
+   (a slot stays free for the next request), serving costs the request nothing it has not
+   lost already, and its answer is the evidence a lagging prediction needs (after each
+   slowdown of a 4-slot worker, its model was shed until the last slow sample aged past the
+   probe gap: wild-6-060, 58.1 % against 54.6 % for EC, 54.9 % now). A shed gives no
+   sample, so on an uncalibrated prediction the first such shed per worker and model starts
+   a probe clock, and after it the request is served, as EC would, whenever EC's worker has
+   room (a free probe: its wait is at most one service), else once per
+   ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the samples calibrate it. Shedding on one
+   probe's sample shed a whole class of a 2.4x pessimistic profile for the run
+   (miscalibrated-106013: 28 % against 16 % for EC, 6.7 % now);
    a hopeless client SLO costs a few served requests per worker while it is idle. Without the
    busy-worker shed, an overload whose top priority stops fitting never recovers: every
    lower-priority request joins the queue as best effort (overload-101025: 17 points fewer
@@ -110,6 +117,7 @@ from gateway.routing.predict import pool_estimates
 from gateway.routing.rates import RATE_TAU_S, PoolRates
 from gateway.routing.scorers import predicted_latency
 from gateway.routing.selfcheck import SelfCheck, estimate_p_late
+from gateway.routing.state import WorkerState
 from gateway.routing.types import Decision, Request
 from gateway.routing.view import FleetView
 
@@ -156,6 +164,17 @@ _YIELDS = frozenset(("yield", "shed_yield"))
 def _spare(e: Estimate) -> bool:
     """The worker has spare capacity: its wait is at most one of this request's services."""
     return e.predicted_ms - e.state.rtt_ms - e.service_ms <= e.service_ms
+
+
+def _idle(s: WorkerState, now: float) -> bool:
+    """Every slot of ``s``, two or more, free when a request sent now arrives (its shadow
+    queue): serving one request there leaves a slot free for the next.
+    """
+    free = s.free
+    if len(free) < 2:
+        return False
+    arrive = now + s.rtt_ms / 2000.0
+    return all(f <= arrive for f in free)
 
 
 def _last_sample(e: Estimate, model: str) -> float:
@@ -273,10 +292,11 @@ class SynergAI:
         PROBE_SHARE)``, would itself have been late in this request's place
         (:func:`_last_late`), or serving would break a tighter class's wait budget there
         (:meth:`_protects`); else the request is served, as EC would. On a free slot (no
-        wait) the late evidence also needs the request to be hopeless (``HOPELESS``). On an
-        uncalibrated prediction, or a spare worker's stale one, after the first shed the
-        request is served whenever the worker has room (a free probe), and its sample
-        calibrates it.
+        wait) the late evidence also needs the request to be hopeless (``HOPELESS``); on an
+        idle worker (:func:`_idle`) serving it spares nobody a wait, so it is served unless a
+        tighter class's budget is at stake. On an uncalibrated prediction, or a spare
+        worker's stale one, after the first shed the request is served whenever the worker
+        has room (a free probe), and its sample calibrates it.
         Otherwise (an explicit yield of a fit, which rests on the harm to others): on a
         prediction with a sample within ``stale_s``. Else the probe clock: the first shed
         starts it, one request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
@@ -284,6 +304,8 @@ class SynergAI:
         key = (e.state.id, model)
         last = self._probes.get(key)
         gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
+        if own and _idle(e.state, now) and self._protects(e, slo_ms, now):
+            return False  # served on an idle worker: the shed would spare nobody
         if own:
             c = e.state.corrections.get(model)
             spare = _spare(e)

@@ -41,9 +41,10 @@ def _load(view: FleetView, worker: str, n: int, svc: float = 10.0) -> None:
         (Request("m", 100.0, category="frequency"), {}, "e", "fit"),
         # edge busy: the tight request cannot fit anywhere; priority 1 -> best effort
         (Request("m", 15.0, priority=1), {"e0": 3, "e1": 3}, "c0", "best_effort"),
-        # same, priority 0 and hopeless even on average: shed (the first shed starts the
-        # probe clock: test_uncalibrated_prediction_is_probed_until_calibrated)
-        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3}, None, "shed_slo"),
+        # same, priority 0 and hopeless even on average, one cloud slot taken: shed (the
+        # first shed starts the probe clock: test_uncalibrated_prediction_is_probed_until_
+        # calibrated; an idle cloud serves it: test_an_idle_worker_serves_even_the_hopeless)
+        (Request("m", 15.0, priority=0), {"e0": 3, "e1": 3, "c0": 1}, None, "shed_slo"),
         # batch 8 only fits the cloud (edge max_batch 4)
         (Request("m", 100.0, batch=8), {}, "c0", "fit"),
     ],
@@ -66,9 +67,15 @@ def test_synergai_table(
         assert d.worker is not None and d.worker.startswith(expected)
 
 
+def _hold_one_cloud_slot(view: FleetView, t: float) -> None:
+    """One of c0's two slots busy for 10 s: the cloud keeps a free slot but is not idle."""
+    view.start("c0", Request("m", 1e6), 1e4, t)
+
+
 def test_shed_needs_a_calibrated_prediction(view: FleetView, rng: random.Random) -> None:
     _load(view, "e0", 3)
     _load(view, "e1", 3)
+    _hold_one_cloud_slot(view, 0.0)
     _calibrate(view, "c0", "m", 0.0)
     d = SynergAI(explore=0.0).choose(Request("m", 15.0, priority=0), view, 0.0, rng)
     assert (d.worker, d.reason) == (None, "shed_slo")
@@ -85,6 +92,7 @@ def test_uncalibrated_prediction_is_probed_until_calibrated(
     shed, served = (None, "shed_slo"), ("c0", "best_effort")
     got = []
     t = 0.0
+    _hold_one_cloud_slot(view, t)
     for _ in range(7):
         for w in ("e0", "e1"):  # the edge stays busy: 30 ms of queue from t
             for _ in range(3):
@@ -141,13 +149,16 @@ def _busy_edge(view: FleetView, t: float) -> None:
 
 
 def _slow_cloud(view: FleetView) -> float:
-    """Four answers of a cloud 4x slower than profiled (8 ms of service), then a busy edge:
-    the cloud's prediction is calibrated and it has a free slot. Returns the time after."""
+    """Four answers of a cloud 4x slower than profiled (8 ms of service), then a busy edge
+    and one cloud slot taken: the cloud's prediction is calibrated and it has a free slot
+    (not two: an idle worker serves whatever it is sent, test_an_idle_worker_serves_even_the_
+    hopeless). Returns the time after."""
     t = 0.0
     for _ in range(4):
         _cloud_sample(view, t, 8.0)
         t += 0.05
     _busy_edge(view, t)
+    _hold_one_cloud_slot(view, t)
     return t
 
 
@@ -200,6 +211,29 @@ def test_a_free_slot_serves_a_coin_flip_and_sheds_only_the_hopeless(
     assert (d.worker, d.reason) == (None, "shed_slo")
 
 
+def test_an_idle_worker_serves_even_the_hopeless(view: FleetView, rng: random.Random) -> None:
+    """Every slot of a multi-slot worker free: a shed spares nobody (the request would take
+    one slot and leave another free), while serving it costs the request nothing it has not
+    already lost and brings the evidence a lagging prediction needs. After a slowdown ends,
+    shedding the model's requests there until the last slow sample aged past the probe gap
+    lost a second of on-time answers each time (wild-6-060: one 4-slot worker slowed 2-7x
+    six times, 58.1 % violations against 54.6 % for EC, 54.9 % now). A tighter class whose
+    budget it would break there still has it shed (the protection test)."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    t = 0.0
+    for _ in range(4):
+        _cloud_sample(view, t, 8.0)
+        t += 0.05
+    _busy_edge(view, t)
+    e = next(e for e in pool_estimates(view, "m", 1, t) if e.state.id == "c0")
+    hopeless = Request("m", e.state.rtt_ms + 1.0, priority=0)
+    assert estimate_p_late(e, hopeless.slo_ms) >= HOPELESS
+    d = pol.choose(hopeless, view, t, rng)
+    assert (d.worker, d.reason) == ("c0", "best_effort")
+    _hold_one_cloud_slot(view, t)  # one slot left: as before, the hopeless is shed
+    assert pol.choose(hopeless, view, t, rng).reason == "shed_slo"
+
+
 def test_shed_on_a_spare_worker_still_protects_a_tighter_class(
     book: ProfileBook, rng: random.Random
 ) -> None:
@@ -241,6 +275,7 @@ def test_shed_on_a_spare_worker_with_stale_evidence_is_probed(
         t += 0.05
     t += PROBE_MIN_S + 0.1  # still calibrated (the decay is slow), but stale
     assert view.state("c0").corrections["m"].prior_weight(t) <= CALIBRATED
+    _hold_one_cloud_slot(view, t)
     got = []
     for _ in range(2):
         _busy_edge(view, t)
