@@ -167,14 +167,15 @@ def _spare(e: Estimate) -> bool:
 
 
 def _idle(s: WorkerState, now: float) -> bool:
-    """Every slot of ``s``, two or more, free when a request sent now arrives (its shadow
-    queue): serving one request there leaves a slot free for the next.
+    """Every slot of ``s``, two or more, free when a request sent now arrives, in this
+    router's shadow queue and in the shared one (other replicas' requests) when there is one:
+    serving one request there leaves a slot free for the next.
     """
     free = s.free
     if len(free) < 2:
         return False
     arrive = now + s.rtt_ms / 2000.0
-    return all(f <= arrive for f in free)
+    return all(f <= arrive for f in free) and all(f <= arrive for f in s.sfree)
 
 
 def _last_sample(e: Estimate, model: str) -> float:
