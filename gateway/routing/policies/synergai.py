@@ -36,7 +36,9 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    externally built fleet whose overflow pool's median was the SLO: 44.9 % against 35.0 %
    for EC, 35.8 % now; ``tests/loadtest/sim/test_wild.py``). On an *idle* worker (two or
    more slots, every one free when the request arrives: :func:`_idle`) nothing is shed on
-   its own lateness unless a tighter class's budget is at stake: the shed would spare nobody
+   its own lateness unless a tighter class's budget is at stake or the request is out of
+   reach there even at its profile's speed (a deadline no evidence could meet is answered
+   at once, as a client expects): the shed would spare nobody
    (a slot stays free for the next request), serving costs the request nothing it has not
    lost already, and its answer is the evidence a lagging prediction needs (after each
    slowdown of a 4-slot worker, its model was shed until the last slow sample aged past the
@@ -279,7 +281,7 @@ class SynergAI:
         return self._work.rate(s.pool, "", now) / 1000.0 / (n * len(s.free))
 
     def _may_shed(
-        self, e: Estimate, model: str, now: float, slo_ms: float, own: bool = True
+        self, e: Estimate, model: str, now: float, slo_ms: float, own: bool = True, batch: int = 1
     ) -> bool:
         """May a request be shed on ``e``'s prediction (steps 3 and 6)?
 
@@ -295,9 +297,11 @@ class SynergAI:
         (:meth:`_protects`); else the request is served, as EC would. On a free slot (no
         wait) the late evidence also needs the request to be hopeless (``HOPELESS``); on an
         idle worker (:func:`_idle`) serving it spares nobody a wait, so it is served unless a
-        tighter class's budget is at stake. On an uncalibrated prediction, or a spare
-        worker's stale one, after the first shed the request is served whenever the worker
-        has room (a free probe), and its sample calibrates it.
+        tighter class's budget is at stake or it is out of reach there even at the profile's
+        speed (:func:`_out_of_reach`: a deadline no evidence could meet is answered at once).
+        On an uncalibrated prediction, or a spare worker's stale one, after the first shed
+        the request is served whenever the worker has room (a free probe), and its sample
+        calibrates it.
         Otherwise (an explicit yield of a fit, which rests on the harm to others): on a
         prediction with a sample within ``stale_s``. Else the probe clock: the first shed
         starts it, one request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
@@ -305,7 +309,12 @@ class SynergAI:
         key = (e.state.id, model)
         last = self._probes.get(key)
         gap = max(PROBE_MIN_S, e.service_ms / 1000.0 / PROBE_SHARE)
-        if own and _idle(e.state, now) and self._protects(e, slo_ms, now):
+        if (
+            own
+            and _idle(e.state, now)
+            and not _out_of_reach(e, model, batch, slo_ms)
+            and self._protects(e, slo_ms, now)
+        ):
             return False  # served on an idle worker: the shed would spare nobody
         if own:
             c = e.state.corrections.get(model)
@@ -377,7 +386,7 @@ class SynergAI:
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
             if e.predicted_ms > slo:
-                if self._may_shed(e, m, now, slo):
+                if self._may_shed(e, m, now, slo, batch=req.batch):
                     if req.priority == 0:
                         self._saturated[m] = now
                         return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
@@ -388,7 +397,7 @@ class SynergAI:
                 and not _spare(e)
                 and now - self._saturated.get(m, -math.inf) <= SATURATED_S
                 and self._offered(e, now) >= 1.0
-                and self._may_shed(e, m, now, slo)
+                and self._may_shed(e, m, now, slo, batch=req.batch)
             ):
                 return Decision(None, e.predicted_ms, 0.0, "shed_saturated"), None, e
             if len(ests) > 1 and _out_of_reach(e, m, req.batch, slo):
