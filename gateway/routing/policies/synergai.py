@@ -38,11 +38,11 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    more slots, every one free when the request arrives: :func:`_idle`) nothing is shed on
    its own lateness unless a tighter class's budget is at stake or the request is out of
    reach there even at its profile's speed (a deadline no evidence could meet is answered
-   at once, as a client expects): the shed would spare nobody
-   (a slot stays free for the next request), serving costs the request nothing it has not
-   lost already, and its answer is the evidence a lagging prediction needs (after each
-   slowdown of a 4-slot worker, its model was shed until the last slow sample aged past the
-   probe gap: wild-6-060, 58.1 % against 54.6 % for EC, 54.9 % now). A shed gives no
+   at once, as a client expects): the shed would spare nobody (a slot stays free for the
+   next request), serving costs the request nothing it has not lost already, and its answer
+   is the evidence a lagging prediction needs (after each slowdown of a 4-slot worker, its
+   model was shed until the last slow sample aged past the probe gap: wild-6-060, 58.1 %
+   against 54.6 % for EC, 54.9 % now). A shed gives no
    sample, so on an uncalibrated prediction the first such shed per worker and model starts
    a probe clock, and after it the request is served, as EC would, whenever EC's worker has
    room (a free probe: its wait is at most one service), else once per
