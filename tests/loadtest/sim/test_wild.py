@@ -52,3 +52,13 @@ def test_little_harm_where_each_worker_learning_alone_ratcheted_up() -> None:
     pool's until its own departs): 35.7 %. Guarded at 1.5 points."""
     v = _rates("wild-5-111")
     assert v["synergai"] <= v["profile_static"] + 0.015, v
+
+
+def test_little_harm_after_each_recovery_of_an_idle_worker() -> None:
+    """Two workers; one crashes, the other (four slots) is slowed 2-7x six times. After each
+    slowdown the model's requests were shed as hopeless at its free slots until the last slow
+    sample aged past the probe gap, while EC served them on time: 61.3 % violations against
+    55.9 % for EC on this trace. An idle worker now serves them (a shed there spares nobody,
+    and the answer corrects the lagging prediction): 56.4 %. Guarded at 1 point."""
+    v = _rates("wild-6-060")
+    assert v["synergai"] <= v["profile_static"] + 0.01, v
