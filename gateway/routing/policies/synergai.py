@@ -281,7 +281,7 @@ class SynergAI:
         return self._work.rate(s.pool, "", now) / 1000.0 / (n * len(s.free))
 
     def _may_shed(
-        self, e: Estimate, model: str, now: float, slo_ms: float, own: bool = True, batch: int = 1
+        self, e: Estimate, model: str, batch: int, now: float, slo_ms: float, own: bool = True
     ) -> bool:
         """May a request be shed on ``e``'s prediction (steps 3 and 6)?
 
@@ -386,7 +386,7 @@ class SynergAI:
         if not fits:
             e = pick_min(ests, predicted_latency, rng)
             if e.predicted_ms > slo:
-                if self._may_shed(e, m, now, slo, batch=req.batch):
+                if self._may_shed(e, m, req.batch, now, slo):
                     if req.priority == 0:
                         self._saturated[m] = now
                         return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
@@ -397,7 +397,7 @@ class SynergAI:
                 and not _spare(e)
                 and now - self._saturated.get(m, -math.inf) <= SATURATED_S
                 and self._offered(e, now) >= 1.0
-                and self._may_shed(e, m, now, slo, batch=req.batch)
+                and self._may_shed(e, m, req.batch, now, slo)
             ):
                 return Decision(None, e.predicted_ms, 0.0, "shed_saturated"), None, e
             if len(ests) > 1 and _out_of_reach(e, m, req.batch, slo):
@@ -470,7 +470,7 @@ class SynergAI:
                 e = pick_min(other, predicted_latency, rng)
                 if e.predicted_ms <= slo:
                     return _decide(e, "yield"), e, e0
-            if req.priority == 0 and self._may_shed(e0, req.model, now, slo, own=False):
+            if req.priority == 0 and self._may_shed(e0, req.model, req.batch, now, slo, own=False):
                 return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
         return _decide(e0, "fit_unprotected"), e0, e0
 
