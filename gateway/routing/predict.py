@@ -46,14 +46,22 @@ def pool_estimates(
     Reads the view as the runner left it (:meth:`FleetView.advance` before the decision).
     """
     out: list[Estimate] = []
+    now_ms = now * 1000.0
     for idx in view.indexes(model):
         if batch > idx.max_batch:
             continue
-        pos = idx.best_pos() if corrected else idx.best_base_pos()
+        pos = idx.best_pos(now_ms) if corrected else idx.best_base_pos(now_ms)
         if pos < 0:
             continue
         s = idx.members[pos]
         assert s is not None  # a removed position's key is inf
+        for _ in range(len(idx.members)):  # its key's slot is overdue: push it, next best
+            if s.due > now:
+                break
+            view.overdue(s, now)
+            pos = idx.best_pos(now_ms) if corrected else idx.best_base_pos(now_ms)
+            s = idx.members[pos]
+            assert s is not None
         if batch == 1:
             mean, p99 = idx.mean_1, idx.p99_1
         else:

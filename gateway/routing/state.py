@@ -52,6 +52,14 @@ class WorkerState:
         others_ms: extra wait (ms) the fresh shared shadow queue shows beyond ``free``, else 0.
         sfree: the shared shadow queue (s, this router's clock): per slot, its predicted free
             time from the store's last figures plus this router's starts since (empty: none).
+        tail: per slot, how far (s) its latest request's 99th-percentile end lies past its
+            predicted end while that request is unanswered (0 once answered): the index
+            counts the slot busy until then (:mod:`gateway.routing.index`).
+        hold: per slot, the predicted service (s) of its latest request: how far an overdue
+            slot is pushed (:meth:`gateway.routing.view.FleetView.overdue`).
+        due: when (s) the slot that keys this worker in its indexes becomes overdue (its
+            unanswered request past its 99th-percentile end); ``inf`` when none.
+        spread: ``p99 / mean - 1`` per model (and ``model\\0batch``), cached.
         cfac: correction factor per model as of its last sample (undecayed; index keys).
         slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
@@ -61,11 +69,13 @@ class WorkerState:
         "corrections",
         "d_out",
         "d_work",
+        "due",
         "ejected_until",
         "ewma_ms",
         "ewma_t",
         "fails",
         "free",
+        "hold",
         "id",
         "idx",
         "info",
@@ -81,10 +91,12 @@ class WorkerState:
         "rtt_ms",
         "sfree",
         "shared_at",
+        "tail",
         "shared_out",
         "shared_work",
         "shift",
         "slots",
+        "spread",
         "wait",
         "work_ms",
     )
@@ -119,6 +131,10 @@ class WorkerState:
         self.wait = 0.0
         self.free = [-math.inf] * self.instances
         self.shift = [0.0] * self.instances
+        self.tail = [0.0] * self.instances
+        self.hold = [0.0] * self.instances
+        self.due = math.inf
+        self.spread: dict[str, float] = {}
         self.others_ms = 0.0
         self.sfree: list[float] = []
         self.cfac = dict.fromkeys(profiles, 1.0)

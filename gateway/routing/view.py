@@ -250,6 +250,11 @@ class FleetView:
         begin = arrive if arrive > free[i] else free[i]
         end = begin + service_ms / 1000.0
         free[i] = end
+        spread = s.spread.get(model) if batch == 1 else s.spread.get(f"{model}\0{batch}")
+        if spread is None:
+            spread = self._spread(s, model, batch)
+        s.tail[i] = service_ms * spread / 1000.0  # its p99 end beyond its mean end (s)
+        s.hold[i] = service_ms / 1000.0
         p50 = s.p50_1.get(model)
         memo = None
         if p50 is not None:
@@ -270,6 +275,18 @@ class FleetView:
         s.d_work += service_ms
         self._settle(s, now)
         return memo
+
+    def _spread(self, s: WorkerState, model: str, batch: int) -> float:
+        """``p99 / mean - 1`` of ``model`` at ``batch`` on ``s`` (0 without a profile),
+        cached on the state: a request's p99 end lies ``spread * service`` past its mean end.
+        """
+        prof = s.profiles.get(model)
+        mean = 0.0 if prof is None else prof.mean(batch)
+        spread = prof.p99(batch) / mean - 1.0 if prof is not None and mean > 0.0 else 0.0
+        spread = spread if spread > 0.0 else 0.0
+        if len(s.spread) < 4096:  # bounded: models x batch sizes
+            s.spread[model if batch == 1 else f"{model}\0{batch}"] = spread
+        return spread
 
     def finish(
         self, worker: str, req: Request, service_ms: float, latency_ms: float | None, now: float
@@ -326,7 +343,12 @@ class FleetView:
                 if abs(s.free[i] - end) < 1e-9:  # still the last of its slot's queue
                     begin = end - service_ms / 1000.0
                     s.free[i] = begin if begin > now else now
+                    s.tail[i] = 0.0
         elif latency_ms is None:
+            if memo is not None and memo[3] < len(s.free):
+                i = memo[3]
+                if s.free[i] - (memo[4] + s.shift[i]) < 1e-9:  # the last of its slot's queue
+                    s.tail[i] = 0.0
             s.fails += 1
             s.ejected_until = now + self.eject_s
             self._ejected.append(s)
@@ -344,6 +366,8 @@ class FleetView:
                 if i < len(free):
                     p_end += s.shift[i]  # its predicted end, after earlier re-anchorings
                     if free[i] >= p_end:  # still its chain: move the chain by its error
+                        if free[i] - p_end < 1e-9:  # the last of its slot's queue: answered
+                            s.tail[i] = 0.0
                         err = true_end - p_end
                         actual = service_ms + err * 1000.0
                         actual = actual if actual < resid else resid  # service <= residence
@@ -440,13 +464,56 @@ class FleetView:
         wait += s.others_ms
         s.wait = wait
         if s.probe_healthy and s.ejected_until <= now:
-            base = s.rtt_ms + wait
+            # absolute keys (ms): when a request sent now could begin on the slot that is
+            # free first with 99 % probability, the time base the index compares across
+            # workers settled at different times
+            free, tail = s.free, s.tail
+            f = _INF
+            due = _INF
+            idle = False
+            for k in range(len(free)):
+                t = tail[k]
+                if t > 0.0:  # its last request unanswered: free by its p99 end
+                    x = free[k] + t
+                    if x < f:
+                        f = due = x
+                elif free[k] > now:
+                    if free[k] < f:
+                        f = free[k]
+                        due = _INF
+                else:  # answered and free now
+                    idle = True
+                    break
             cfac = s.cfac
-            for idx, pos, m in s.slots:
-                idx.put(pos, base + cfac[m] * idx.p50_1, base)
+            rtt = s.rtt_ms
+            if idle and s.others_ms <= 0.0:  # clockless: its wait is 0 whenever it is read
+                s.due = _INF
+                for idx, pos, m in s.slots:
+                    idx.put(pos, rtt + cfac[m] * idx.p50_1, rtt, True)
+            else:
+                s.due = _INF if idle else due
+                b = f * 1000.0 - half  # the index reads a begin before now as now
+                if s.others_ms > 0.0:  # relative to now: from the begin now at the earliest
+                    t0 = now * 1000.0
+                    b = (t0 if idle or b < t0 else b) + s.others_ms
+                base = rtt + b
+                for idx, pos, m in s.slots:
+                    idx.put(pos, base + cfac[m] * idx.p50_1, base)
         else:
             for idx, pos, _ in s.slots:
                 idx.put(pos, _INF, _INF)
+
+    def overdue(self, s: WorkerState, now: float) -> None:
+        """Push the key of a worker whose slot that keys it is overdue: its last request is
+        unanswered past its p99 end. The slot reads busy for one more of that request's
+        mean service from ``now`` (the chain itself is untouched: a completion re-anchors it).
+        """
+        free, tail, hold = s.free, s.tail, s.hold
+        for k in range(len(free)):
+            if tail[k] > 0.0 and free[k] + tail[k] <= now:
+                h = hold[k]
+                tail[k] = now + h - free[k] if h > 0.0 else 0.0  # no service: read it free
+        self._settle(s, now)
 
     def _others_wait(self, s: WorkerState, wait: float, half: float, now: float) -> float:
         """Extra wait (ms) the shared shadow queue shows beyond this router's own (>= 0).

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.routing.framework import Estimate
-from gateway.routing.index import PoolIndex
+from gateway.routing.index import INF, PoolIndex
 
 __all__ = ["BUDGET_FRACTION", "HEADROOM_Z", "harms_tighter", "protects_tighter"]
 
@@ -62,12 +62,13 @@ def _covered(
     """
     need = rate * s.cfac[m] * idx.p50_1 / 1000.0
     want = need + HEADROOM_Z * math.sqrt(need) + 1.0
-    thr = s.rtt_ms + wait_ms  # against bases (rtt + wait of each worker's earliest slot)
+    thr = s.rtt_ms + wait_ms + now * 1000.0  # against bases (absolute: rtt + begin, ms)
     limit = now + (s.rtt_ms * 0.5 + wait_ms) * 0.001  # against slot free times (s)
     got = -1  # this request takes one of its worker's slots
     members = idx.members
+    idle = idx.ibases
     for i, b in enumerate(idx.bases):
-        if b <= thr or i == pos:
+        if b <= thr or idle[i] != INF or i == pos:
             w = members[i]
             if w is None:
                 continue

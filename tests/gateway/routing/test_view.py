@@ -5,6 +5,7 @@ import math
 import pytest
 
 from gateway.prediction.profiles import ProfileBook
+from gateway.routing.predict import pool_estimates
 from gateway.routing.types import Request, WorkerInfo
 from gateway.routing.view import FleetView
 
@@ -47,7 +48,7 @@ def _best_per_pool(view: FleetView, model: str, batch: int, now: float) -> dict[
     view.refresh(now)
     out = {}
     for idx in view.indexes(model):
-        s = idx.best() if batch <= idx.max_batch else None
+        s = idx.best(now * 1000.0) if batch <= idx.max_batch else None
         if s is not None:
             out[idx.pool] = s.id
     return out
@@ -57,6 +58,44 @@ def test_index_best_per_pool(view: FleetView) -> None:
     view.start("e0", Request("m", 50.0), 10.0, 0.0)
     assert _best_per_pool(view, "m", 1, 0.0) == {"edge": "e1", "cloud": "c0"}
     assert _best_per_pool(view, "m", 8, 0.0) == {"cloud": "c0"}
+
+
+def _edge_best(view: FleetView, now: float) -> str:
+    """The edge pool's candidate for ``m`` at ``now``, as every policy reads it."""
+    view.advance(now)
+    return next(e.state.id for e in pool_estimates(view, "m", 1, now) if e.state.pool == "edge")
+
+
+def test_index_takes_the_worker_that_frees_first(view: FleetView) -> None:
+    """Keys in absolute time: booked at different times, the earlier booking frees first.
+
+    Keyed as of each worker's last change (before), both read ``rtt + one service`` and the
+    first position won: e0, which frees 5 ms later.
+    """
+    view.start("e1", Request("m", 50.0), 10.0, 0.0)
+    view.start("e0", Request("m", 50.0), 10.0, 0.005)
+    assert _edge_best(view, 0.008) == "e1"
+
+
+def test_an_answered_free_worker_comes_before_one_that_may_still_run(view: FleetView) -> None:
+    """A slot whose request is unanswered is free only by its p99 end; an answered one now."""
+    r = Request("m", 50.0)
+    view.start("e1", r, 10.0, 0.0)
+    view.finish("e1", r, 10.0, 11.0, 0.0115)
+    view.start("e0", Request("m", 50.0), 10.0, 0.002)
+    # e0's mean end (12.5 ms) has passed, its p99 end has not, no answer yet
+    assert _edge_best(view, 0.0135) == "e1"
+
+
+def test_an_overdue_worker_is_pushed_back(view: FleetView) -> None:
+    """Past its p99 end with no answer, a slot reads busy for one more service from now,
+    so a worker whose job overran is not taken as free (the exact key's blind spot)."""
+    view.start("e0", Request("m", 50.0), 10.0, 0.0)
+    view.start("e1", Request("m", 50.0), 10.0, 0.025)
+    s0 = view.state("e0")
+    assert s0.due < 0.03  # e0's p99 end has passed without an answer
+    assert _edge_best(view, 0.03) == "e1"
+    assert s0.due > 0.03
 
 
 def test_failure_ejects_then_recovers(view: FleetView) -> None:

@@ -21,11 +21,6 @@ from loadtest.sim.runner import run_scenario
 from loadtest.sim.scale_sweep import sweep_scenarios
 
 REWORK = "issue 15, policy rework in progress"
-INDEX = (
-    "issue 15: PoolIndex keys are rtt + wait as of each worker's last change, so in a big pool "
-    "the best key is not the earliest completion (test_pool_index_finds_the_earliest_completion);"
-    " exact keys read an overrunning job's worker as free (docs/routing.md, tried and dropped)"
-)
 GREEDY = (
     "greedy earliest completion (SLO-blind) gets worse when pooling steadies the fast pool's "
     "queue above a tight class's SLO; also seen without faults and for the oracle"
@@ -51,7 +46,7 @@ SCALE_CASES = [
         i,
         p,
         id=f"{name}-{p}",
-        marks=[_xfail(f"{GREEDY}; {INDEX}")]
+        marks=[_xfail(GREEDY)]
         if name == "faults-5" and p in ("profile_static", "oracle")
         else [],
     )
@@ -141,9 +136,14 @@ def test_light_load_is_earliest_completion_on_generated_fleets(seed: int) -> Non
         assert v["synergai"]["violation_rate"] <= v["profile_static"]["violation_rate"]
 
 
-@pytest.mark.parametrize("k", [1, pytest.param(4, marks=_xfail(INDEX))])
+@pytest.mark.parametrize("k", [1, 4])
 def test_pool_index_finds_the_earliest_completion(k: int) -> None:
-    """profile_static on a fleet replicated k times: its pick is the earliest of all workers."""
+    """profile_static on a fleet replicated k times: its pick is the earliest of all workers.
+
+    Failed at k = 4 while index keys were each worker's wait as of its last change (a worker
+    about to free ranked with one just booked); keys in absolute time fixed it
+    (:mod:`gateway.routing.index`).
+    """
     sc = sweep_scenarios()[4]
     sc = sc.model_copy(update={"duration_s": 3.0, "faults": []}).with_profiles(sc.profile_book)
     big = replicate(sc, k)
