@@ -211,9 +211,7 @@ class PoolIndex:
         self._ibest_base = i
         return self._pick(p, i, self.bases, self.ibases, now_ms)
 
-    def _pick(
-        self, p: int, i: int, keys: list[float], ikeys: list[float], now_ms: float
-    ) -> int:
+    def _pick(self, p: int, i: int, keys: list[float], ikeys: list[float], now_ms: float) -> int:
         pk = INF if p < 0 else keys[p]
         ik = INF if i < 0 else ikeys[i]
         if ik == INF:

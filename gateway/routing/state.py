@@ -59,7 +59,7 @@ class WorkerState:
             slot is pushed (:meth:`gateway.routing.view.FleetView.overdue`).
         due: when (s) the slot that keys this worker in its indexes becomes overdue (its
             unanswered request past its 99th-percentile end); ``inf`` when none.
-        spread: ``p99 / mean - 1`` per model (and ``model\\0batch``), cached.
+        spread: ``p99 / mean - 1`` per model (and per model and batch above 1), cached.
         cfac: correction factor per model as of its last sample (undecayed; index keys).
         slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
@@ -91,12 +91,12 @@ class WorkerState:
         "rtt_ms",
         "sfree",
         "shared_at",
-        "tail",
         "shared_out",
         "shared_work",
         "shift",
         "slots",
         "spread",
+        "tail",
         "wait",
         "work_ms",
     )
