@@ -223,6 +223,12 @@ class FaultInjector:
         server.set_control(slowdown=product)
 
 
+_RELAY_TRIES = 3
+"""Starts of the delay relay on fresh ports before giving up: its ports were free when chosen,
+but another process may bind one first (as :meth:`workers.launcher.TritonServer.wait_ready`
+retries Triton's)."""
+
+
 @dataclass
 class _Member:
     spec: WorkerSpec
@@ -311,38 +317,46 @@ class Fleet:
         try:
             servers = start_servers([s for _, _, s in plan], self.workdir, timeout=self._timeout)
             by_name = {s.name: s for s in servers}
-            routes: list[Route] = []
-            for pool, i, spec in plan:
-                server = by_name[spec.name]
-                rtt = float(pool.rtt_ms or 0.0)
-                http_url, grpc_url = server.http_url, server.grpc_url
-                member_routes: list[Route] = []
-                if rtt > 0:
-                    lh, lg = free_ports(2)
-                    member_routes = [
-                        Route(lh, server.ports.http, rtt / 2000.0),
-                        Route(lg, server.ports.grpc, rtt / 2000.0),
-                    ]
-                    http_url, grpc_url = f"http://127.0.0.1:{lh}", f"127.0.0.1:{lg}"
-                    routes.extend(member_routes)
-                spec_out = WorkerSpec(
-                    id=spec.name,
-                    pool=pool.name,
-                    arch=pool.arch,
-                    index=i,
-                    instances=pool.instances,
-                    rtt_ms=rtt,
-                    models=tuple(spec.model_names),
-                    http_url=http_url,
-                    grpc_url=grpc_url,
-                    metrics_url=server.metrics_url,
-                    direct_http_url=server.http_url,
-                    direct_grpc_url=server.grpc_url,
-                )
-                self._members[spec.name] = _Member(spec_out, server, member_routes)
-            if routes:
+            for attempt in range(_RELAY_TRIES):  # a relay port taken meanwhile: new ports
+                routes: list[Route] = []
+                for pool, i, spec in plan:
+                    server = by_name[spec.name]
+                    rtt = float(pool.rtt_ms or 0.0)
+                    http_url, grpc_url = server.http_url, server.grpc_url
+                    member_routes: list[Route] = []
+                    if rtt > 0:
+                        lh, lg = free_ports(2)
+                        member_routes = [
+                            Route(lh, server.ports.http, rtt / 2000.0),
+                            Route(lg, server.ports.grpc, rtt / 2000.0),
+                        ]
+                        http_url, grpc_url = f"http://127.0.0.1:{lh}", f"127.0.0.1:{lg}"
+                        routes.extend(member_routes)
+                    spec_out = WorkerSpec(
+                        id=spec.name,
+                        pool=pool.name,
+                        arch=pool.arch,
+                        index=i,
+                        instances=pool.instances,
+                        rtt_ms=rtt,
+                        models=tuple(spec.model_names),
+                        http_url=http_url,
+                        grpc_url=grpc_url,
+                        metrics_url=server.metrics_url,
+                        direct_http_url=server.http_url,
+                        direct_grpc_url=server.grpc_url,
+                    )
+                    self._members[spec.name] = _Member(spec_out, server, member_routes)
+                if not routes:
+                    break
                 self._proxy = DelayProxy(routes, self.workdir / "netem.log")
-                self._proxy.start()
+                try:
+                    self._proxy.start()
+                    break
+                except RuntimeError as exc:
+                    self._proxy = None
+                    if attempt + 1 == _RELAY_TRIES or "already in use" not in str(exc):
+                        raise
             self._warm_up()
         except BaseException:
             self.stop()

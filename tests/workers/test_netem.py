@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from pathlib import Path
+
+import pytest
 
 from workers.launcher import free_ports
-from workers.netem import Route, serve
+from workers.netem import DelayProxy, Route, serve
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,3 +64,18 @@ async def test_relay_delays_each_way_and_keeps_order() -> None:
         relay.cancel()
         upstream.close()
         await asyncio.gather(relay, return_exceptions=True)
+
+
+def test_a_taken_port_fails_the_relay_in_words_the_fleet_retries_on(tmp_path: Path) -> None:
+    """``Fleet.start`` starts the relay again on new ports when one was taken meanwhile; it
+    recognises that case by the bind error's words, which this pins (a real relay process)."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        (target,) = free_ports(1)
+        proxy = DelayProxy([Route(taken.getsockname()[1], target, 0.001)], tmp_path / "n.log")
+        with pytest.raises(RuntimeError, match="already in use"):
+            proxy.start(timeout=10.0)
+    finally:
+        taken.close()
