@@ -59,7 +59,7 @@ class WorkerState:
             slot is pushed (:meth:`gateway.routing.view.FleetView.overdue`).
         due: when (s) the slot that keys this worker in its indexes becomes overdue (its
             unanswered request past its 99th-percentile end); ``inf`` when none.
-        spread: ``p99 / mean - 1`` per model (and per model and batch above 1), cached.
+        spread: ``p99 / mean - 1`` per model and batch, cached.
         cfac: correction factor per model as of its last sample (undecayed; index keys).
         slots: ``(PoolIndex, position, model)`` of each index the worker is in.
     """
@@ -134,7 +134,7 @@ class WorkerState:
         self.tail = [0.0] * self.instances
         self.hold = [0.0] * self.instances
         self.due = math.inf
-        self.spread: dict[str, float] = {}
+        self.spread: dict[str, dict[int, float]] = {}
         self.others_ms = 0.0
         self.sfree: list[float] = []
         self.cfac = dict.fromkeys(profiles, 1.0)

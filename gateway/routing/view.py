@@ -74,6 +74,17 @@ class Truth(Protocol):
         """The worker that truly answers ``req`` first and its latency (ms), or (None, inf)."""
 
 
+_NO_SPREAD: Final[dict[int, float]] = {}
+
+
+def _answered(s: WorkerState, i: int, end: float) -> None:
+    """A request predicted to end at ``end`` (s) on slot ``i`` was answered: if it was the
+    last of the slot's queue, nothing on the slot is unanswered any more (index keys).
+    """
+    if s.free[i] - end < 1e-9:
+        s.tail[i] = 0.0
+
+
 class FleetView:
     """The fleet as routing sees it; see the module docstring."""
 
@@ -250,7 +261,7 @@ class FleetView:
         begin = arrive if arrive > free[i] else free[i]
         end = begin + service_ms / 1000.0
         free[i] = end
-        spread = s.spread.get(model) if batch == 1 else s.spread.get(f"{model}\0{batch}")
+        spread = s.spread.get(model, _NO_SPREAD).get(batch)
         if spread is None:
             spread = self._spread(s, model, batch)
         s.tail[i] = service_ms * spread / 1000.0  # its p99 end beyond its mean end (s)
@@ -284,8 +295,9 @@ class FleetView:
         mean = 0.0 if prof is None else prof.mean(batch)
         spread = prof.p99(batch) / mean - 1.0 if prof is not None and mean > 0.0 else 0.0
         spread = spread if spread > 0.0 else 0.0
-        if len(s.spread) < 4096:  # bounded: models x batch sizes
-            s.spread[model if batch == 1 else f"{model}\0{batch}"] = spread
+        by_batch = s.spread.setdefault(model, {}) if model in s.profiles else {}
+        if len(by_batch) < 256:  # bounded: a profile's batch sizes
+            by_batch[batch] = spread
         return spread
 
     def finish(
@@ -346,9 +358,7 @@ class FleetView:
                     s.tail[i] = 0.0
         elif latency_ms is None:
             if memo is not None and memo[3] < len(s.free):
-                i = memo[3]
-                if s.free[i] - (memo[4] + s.shift[i]) < 1e-9:  # the last of its slot's queue
-                    s.tail[i] = 0.0
+                _answered(s, memo[3], memo[4] + s.shift[memo[3]])
             s.fails += 1
             s.ejected_until = now + self.eject_s
             self._ejected.append(s)
@@ -366,8 +376,7 @@ class FleetView:
                 if i < len(free):
                     p_end += s.shift[i]  # its predicted end, after earlier re-anchorings
                     if free[i] >= p_end:  # still its chain: move the chain by its error
-                        if free[i] - p_end < 1e-9:  # the last of its slot's queue: answered
-                            s.tail[i] = 0.0
+                        _answered(s, i, p_end)
                         err = true_end - p_end
                         actual = service_ms + err * 1000.0
                         actual = actual if actual < resid else resid  # service <= residence
