@@ -503,6 +503,27 @@ def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
     assert pol.choose(Request("m", slo), view, now, rng).reason == expected
 
 
+@pytest.mark.parametrize(("sheds", "expected"), [(0, "best_effort"), (1000, "shed_slo")])
+def test_a_saturated_pool_sheds_a_late_request_of_any_priority(
+    fleet: list[WorkerInfo], book: ProfileBook, rng: random.Random, sheds: int, expected: str
+) -> None:
+    """The top priority of its model (no higher one to make way for), fitting nowhere and
+    late on average on a calibrated prediction at a busy EC worker: served as best effort
+    while its pool has room on average; shed (``shed_slo``) once the work offered to the pool
+    is at least its slots. Then the queue does not drain between arrivals, so the service it
+    would take is taken from every later request of that worker, its own class included:
+    without the shed a sustained overload of the top priority makes every request late."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    t0 = 9.5
+    busy = _busy(fleet, book, t0, 100)  # 1 s deep everywhere: 20 ms is late on average
+    for i in range(sheds):  # priority 0, each offering about 7 ms to the edge's two slots
+        t = t0 + 0.5 * (i + 1) / sheds
+        assert pol.choose(Request("m", 20.0), busy, t, rng).reason == "shed_slo"
+    top = pol.choose(Request("m", 20.0, priority=1), busy, 10.0, rng)
+    assert pol.priority["m"] == 1  # no higher priority: not a yield
+    assert (top.worker is None, top.reason) == (expected == "shed_slo", expected)
+
+
 def test_a_shed_request_counts_in_its_pools_rate(
     fleet: list[WorkerInfo], book: ProfileBook, rng: random.Random
 ) -> None:
