@@ -57,19 +57,19 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    a hopeless client SLO costs a few served requests per worker while it is idle. Without the
    busy-worker shed, an overload whose top priority stops fitting never recovers: every
    lower-priority request joins the queue as best effort (overload-101025: 17 points fewer
-   violations with it). A priority-0 request that fits nowhere but is on time on average is
-   shed too (``shed_saturated``) when its model's priority 0 was shed as late on average
-   within ``SATURATED_S``, EC's worker is busy and its pool's offered work (what was sent to
-   it and shed from it, :meth:`SynergAI._offered`) is at least its slots: the capacity
-   binds, so serving the request takes the time of a later one that would fit
-   (docs/routing.md, "A saturated class sheds what does not fit"). A request served as best
-   effort whose EC worker is *out of reach* for it (late even idle: ``rtt + p01 > slo`` at the
-   profile's speed and at the corrected one, :func:`_out_of_reach`) goes instead to the
-   earliest candidate in reach idle at its profile's speed (``rtt + p99 <= slo``,
-   :func:`_in_reach`) that is :func:`_spare`: at EC's worker it is late for sure, there it
-   has a chance, and a spare worker (its wait at most one service, as step 5 asks of an
-   alternative) has room for it (after a pool's slowdown, its correction and its queue read
-   it slower than a pool the class never reaches: flapping-203005).
+   violations with it). A request of any priority that fits nowhere but is on time on
+   average is shed too (``shed_saturated``) when a request of its model was shed as late on
+   average (``shed_slo``) within ``SATURATED_S``, EC's worker is busy and its pool's offered
+   work (what was sent to it and shed from it, :meth:`SynergAI._offered`) is at least its
+   slots: the capacity binds, so serving the request takes the time of a later one that
+   would fit (docs/routing.md, "A saturated class sheds what does not fit"). A request
+   served as best effort whose EC worker is *out of reach* for it (late even idle: ``rtt +
+   p01 > slo`` at the profile's speed and at the corrected one, :func:`_out_of_reach`) goes
+   instead to the earliest candidate in reach idle at its profile's speed (``rtt + p99 <=
+   slo``, :func:`_in_reach`) that is :func:`_spare`: at EC's worker it is late for sure,
+   there it has a chance, and a spare worker (its wait at most one service, as step 5 asks
+   of an alternative) has room for it (after a pool's slowdown, its correction and its queue
+   read it slower than a pool the class never reaches: flapping-203005).
 4. *fit*: ``e0`` = the fit of earliest predicted completion. A fit slower than EC's worker is
    the request's own gain (its 99 % quantile on time instead of its mean), so it must not be
    paid for by a higher priority (safety rule 2): when EC's worker is on time on average
@@ -147,7 +147,7 @@ MARGIN = 0.25
 RELAX = 0.002
 """Per request of a model, the tight SLO moves this fraction of the way to a looser SLO."""
 SATURATED_S = RATE_TAU_S
-"""A model's priority 0 counts as saturated this long (s) after one of its requests was shed
+"""A model counts as saturated this long (s) after one of its requests was shed
 as late on average (step 3), while its pool's offered work exceeds its slots: the time
 constant of the router's rates."""
 PROBE_SHARE = EXPLORE
@@ -398,10 +398,10 @@ class SynergAI:
                     if req.priority < self.priority.get(m, 0) and not _spare(e):
                         return Decision(None, e.predicted_ms, 0.0, "shed_yield"), None, e
                     if not _spare(e) and self._offered(e, now) >= 1.0:  # any priority
+                        self._saturated[m] = now
                         return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
             elif (
-                req.priority == 0
-                and not _spare(e)
+                not _spare(e)
                 and now - self._saturated.get(m, -math.inf) <= SATURATED_S
                 and self._offered(e, now) >= 1.0
                 and self._may_shed(e, m, req.batch, now, slo)

@@ -476,8 +476,8 @@ def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
     spare: bool,
     expected: str,
 ) -> None:
-    """Priority 0, its 99 % quantile late everywhere but on time on average on EC's worker:
-    best effort, unless its model's priority 0 was shed as late on average within
+    """Any priority, its 99 % quantile late everywhere but on time on average on EC's worker:
+    best effort, unless a request of its model was shed as late on average within
     ``SATURATED_S``, EC's worker is busy and the work offered to its pool (sent and shed)
     is at least its slots. The capacity then binds: serving the request takes the time of
     a later one that would fit, which costs that one, and the request's own chance of being
@@ -501,6 +501,8 @@ def test_a_saturated_class_sheds_what_does_not_fit_on_a_busy_worker(
     slo = 0.5 * (ec.predicted_ms + ec.tail_ms)  # on time on average, late at its p99
     assert not fits_slo(pool_estimates(view, "m", 1, now), slo)
     assert pol.choose(Request("m", slo), view, now, rng).reason == expected
+    pol.priority["m"] = 1  # the same, for the model's top priority: the same answer
+    assert pol.choose(Request("m", slo, priority=1), view, now, rng).reason == expected
 
 
 @pytest.mark.parametrize(("sheds", "expected"), [(0, "best_effort"), (1000, "shed_slo")])
