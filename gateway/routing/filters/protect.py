@@ -122,12 +122,16 @@ def harms_tighter(
     now: float,
     priority: Mapping[str, int] | None = None,
     above: int = -1,
+    marginal: bool = False,
 ) -> float:
     """Expected tighter requests made late by queueing this request on ``e``'s worker.
 
     See the module docstring; the largest over the tighter classes is returned (requests,
     dimensionless). With ``priority``, only classes of priority above ``above`` count (an
-    explicit yield of a lower priority).
+    explicit yield of a lower priority). ``marginal``: only the requests late *because of
+    this one*, those arriving while its own share of the wait (``cost_ms``) lies above the
+    slack: ``min(after - slack, cost)`` instead of ``after - slack`` (a worker already past
+    the slack makes the class late without it).
     """
     s = e.state
     after = e.predicted_ms - s.rtt_ms - e.service_ms + e.cost_ms
@@ -145,6 +149,9 @@ def harms_tighter(
             if _covered(idx, pos, s, m, slack, rate, now):
                 continue
             n = idx.available()
-            h = rate / (n if n > 0 else 1) * (after - slack) / 1000.0
+            over = after - slack
+            if marginal and e.cost_ms < over:
+                over = e.cost_ms
+            h = rate / (n if n > 0 else 1) * over / 1000.0
             worst = h if h > worst else worst
     return worst

@@ -88,19 +88,25 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    15 s SLO, protection filled a whole pool with 9 s of backlog, and a crash of that pool
    took 630 requests with it; mixed-107001, 18.1 % against 15.3 % for EC, now 9.1 %).
 6. *yield*: when nothing protects, a candidate's harm is the expected number of tighter
-   requests its queueing makes late (:func:`harms_tighter`: the per-worker rate of each tighter
-   class times how long the worker's wait stays above that class's slack, counted only when no
-   other worker of the pool is within it; rates are what *that worker* sees, its pool's rate
-   over its workers, sheds from the pool included: :class:`gateway.routing.rates.PoolRates`). A
-   fit doing less than one request of harm is taken, earliest first (``fit_tight``). Otherwise,
-   if the harm falls on classes of *higher priority* than the request's (``>= 1`` request), the
-   request yields explicitly: to the earliest harmless candidate when that is still predicted
-   on time on average (``yield``), else a priority-0 request is shed (``shed_yield``). That
-   shed rests on the harm to others, not on its own prediction: it is taken on a prediction
-   with a sample within ``stale_s``, else all but one request per worker and model every
-   ``max(PROBE_MIN_S, service / PROBE_SHARE)`` (a probe, served: at most ``PROBE_SHARE`` of one
-   instance's time).
-   Otherwise ``e0`` (``fit_unprotected``).
+   requests its queueing makes late (:func:`harms_tighter`: the per-worker rate of each
+   tighter class times how long the worker's wait stays above that class's slack, counted
+   only when no other worker of the pool is within it; rates are what *that worker* sees,
+   its pool's rate over its workers, sheds from the pool included:
+   :class:`gateway.routing.rates.PoolRates`; a request sent or shed where it is out of reach
+   counts where it could be on time, :meth:`SynergAI._home`). A fit doing less than one
+   request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
+   classes of *higher priority* than the request's (``>= 1`` request), the request yields
+   explicitly: to the earliest harmless candidate when that is still predicted on time on
+   average (``yield``), else a priority-0 request is shed (``shed_yield``). That shed rests
+   on the harm to others, not on its own prediction: it is taken on a prediction with a
+   sample within ``stale_s``, else all but one request per worker and model every
+   ``max(PROBE_MIN_S, service / PROBE_SHARE)`` (a probe, served: at most ``PROBE_SHARE`` of
+   one instance's time). Otherwise ``e0`` (``fit_unprotected``). A *single candidate* (the
+   model on one pool) has nothing to yield to: a priority-0 request is shed there
+   (``shed_yield``, the same probe rule) when its *marginal* harm to higher-priority classes
+   of other models is at least one request (``harms_tighter(..., marginal=True)``: only the
+   requests late because of this one, a shed being a certain loss of one; overload-101028:
+   84.4 % violations, 12.3 % with it), else ``e0`` (``fit``).
 7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
    correction has had no sample for ``stale_s``, the stalest is taken (``explore``).
 
@@ -376,12 +382,29 @@ class SynergAI:
             own = e is not ref and e is not None and d.reason not in _YIELDS
             check.record(req.model, e, ref, ests, req.slo_ms, view, now, own)
         if e is not None:
-            self.rates.add(e.state.pool, req.model, now)
+            home = e if d.reason in _YIELDS else self._home(req, ests, e, rng)
+            self.rates.add(home.state.pool, req.model, now)
             self._work.add(e.state.pool, "", now, e.service_ms)
         elif d.reason != "no_worker":
             self._work.add(ref.state.pool, "", now, ref.service_ms)
-            self.rates.add(ref.state.pool, req.model, now)
+            self.rates.add(self._home(req, ests, ref, rng).state.pool, req.model, now)
         return d
+
+    def _home(
+        self, req: Request, ests: list[Estimate], e: Estimate, rng: random.Random
+    ) -> Estimate:
+        """Where the request's demand belongs: ``e``, unless ``e`` is out of reach for it
+        (:func:`_in_reach` false: late there even idle); then the earliest candidate in
+        reach, if any. A class pushed off the pool it can be on time on (a looser class
+        filled it) is still that pool's demand: counted where it was sent, the pool read no
+        tight traffic, nothing yielded to it, and it never came back (overload-101028).
+        Explicit yields are not passed here: they count where they went (docs/routing.md).
+        """
+        m, b, slo = req.model, req.batch, req.slo_ms
+        if len(ests) == 1 or _in_reach(e, m, b, slo):
+            return e
+        able = [x for x in ests if _in_reach(x, m, b, slo)]
+        return pick_min(able, predicted_latency, rng) if able else e
 
     def _deviate(
         self, req: Request, ests: list[Estimate], now: float, rng: random.Random
@@ -418,7 +441,24 @@ class SynergAI:
             ec = self._ec_over_fit(req, ests, e0, now, rng)
             if ec is not None:
                 e0, fits = ec, [ec, *fits]
-        if len(ests) == 1:  # no alternative to deviate or yield to
+        if len(ests) == 1:  # no alternative to deviate or yield to: only a shed
+            if (
+                req.priority == 0
+                and self.priority
+                and harms_tighter(
+                    e0,
+                    slo,
+                    {k: t for k, t in self.tight.items() if k != m},
+                    self._rate_of(now),
+                    now,
+                    self.priority,
+                    0,
+                    marginal=True,
+                )
+                >= YIELD_HARM
+                and self._may_shed(e0, m, req.batch, now, slo, own=False)
+            ):
+                return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
             return _decide(e0, "fit"), e0, e0
         tight = self.tight
         lim = (1.0 - MARGIN) * slo

@@ -403,6 +403,58 @@ def test_yield_is_explicit_and_weighs_per_worker_rates(
         assert d.worker is not None and d.worker.startswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("tiny_n", "queue_ms", "tiny_prio", "priority", "reason"),
+    [
+        (600, 5.0, 1, 0, "shed_yield"),  # frequent tight traffic of a higher priority
+        (600, 5.0, 1, 1, "fit"),  # the same priority is never made to yield
+        (600, 5.0, 0, 0, "fit"),  # nor a lower one
+        # the queue ahead already makes tiny late: this request's own 10 ms (the marginal
+        # harm) spares 0.6 tiny requests, not the 6.5 its whole wait would count
+        (60, 100.0, 1, 0, "fit"),
+    ],
+)
+def test_a_request_with_one_candidate_makes_way_by_a_shed(
+    book: ProfileBook,
+    rng: random.Random,
+    tiny_n: int,
+    queue_ms: float,
+    tiny_prio: int,
+    priority: int,
+    reason: str,
+) -> None:
+    """Step 6 with a single candidate: ``m`` runs on one worker only, which a tight,
+    frequent class of another model (``tiny``) needs. A priority-0 ``m`` request there would
+    make many ``tiny`` requests late; it has no worker to yield to, so it makes way by a
+    shed (``shed_yield``), as step 6 sheds a priority-0 request no harmless candidate takes,
+    when the requests late *because of it* (its own share of the wait above the slack) are
+    at least one: a shed is a certain loss of one request. Before, a lone candidate was
+    always served (overload-101028: 84 % violations; 12 %)."""
+    view = FleetView([WorkerInfo("e0", "edge", "edge", ("m", "tiny"), 1, 1.0)], book)
+    pol = SynergAI(explore=0.0, self_check=False)
+    _tiny_stream(pol, view, rng, tiny_n, tiny_prio)
+    _calibrate(view, "e0", "m", 1.0)
+    view.start("e0", Request("m", 1e6), queue_ms, 1.0)
+    d = pol.choose(Request("m", 500.0, priority=priority), view, 1.0, rng)
+    assert (d.worker, d.reason) == (None if reason.startswith("shed") else "e0", reason)
+
+
+def test_rates_count_a_request_where_it_could_be_on_time(
+    view: FleetView, rng: random.Random
+) -> None:
+    """A request sent as best effort to a worker out of reach for it (late there even idle)
+    is demand for the pool it reaches: its rate counts there. Counted where it was sent,
+    a class pushed off its pool by looser work made that pool read no tight traffic, and
+    nothing ever yielded to it."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    _load(view, "e0", 3)
+    _load(view, "e1", 3)
+    d = pol.choose(Request("m", 15.0, priority=1), view, 0.0, rng)
+    assert (d.worker, d.reason) == ("c0", "best_effort")  # 20 ms away: out of reach
+    assert pol.rates.rate("edge", "m", 0.0) > 0.0 and pol.rates.rate("cloud", "m", 0.0) == 0.0
+    assert pol._work.rate("cloud", "", 0.0) > 0.0  # the work is still where it went
+
+
 def test_harm_is_per_worker_not_fleet_wide(book: ProfileBook, rng: random.Random) -> None:
     """The same tight rate spread over 40 edge workers harms each 20x less than over 2."""
     reasons = {}
