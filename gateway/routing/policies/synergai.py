@@ -172,6 +172,9 @@ YIELD_HARM = 1.0
 _NAN = math.nan
 _PROBES_MAX = 65536  # probe clocks kept (worker x model); cleared when full: bounded memory
 _YIELDS = frozenset(("yield", "shed_yield"))
+_AWAY = frozenset(("best_effort", "ec_fallback"))
+"""Decisions that may send a request where it is out of reach (:meth:`SynergAI._home`); a
+fit is on time where it goes, and an explicit yield counts where it went."""
 
 
 def _spare(e: Estimate) -> bool:
@@ -382,7 +385,7 @@ class SynergAI:
             own = e is not ref and e is not None and d.reason not in _YIELDS
             check.record(req.model, e, ref, ests, req.slo_ms, view, now, own)
         if e is not None:
-            home = e if d.reason in _YIELDS else self._home(req, ests, e, rng)
+            home = self._home(req, ests, e, rng) if d.reason in _AWAY else e
             self.rates.add(home.state.pool, req.model, now)
             self._work.add(e.state.pool, "", now, e.service_ms)
         elif d.reason != "no_worker":
@@ -398,7 +401,8 @@ class SynergAI:
         reach, if any. A class pushed off the pool it can be on time on (a looser class
         filled it) is still that pool's demand: counted where it was sent, the pool read no
         tight traffic, nothing yielded to it, and it never came back (overload-101028).
-        Explicit yields are not passed here: they count where they went (docs/routing.md).
+        Only best effort is passed here (``_AWAY``) and sheds: a fit is on time where it
+        goes, and explicit yields count where they went (docs/routing.md).
         """
         m, b, slo = req.model, req.batch, req.slo_ms
         if len(ests) == 1 or _in_reach(e, m, b, slo):
