@@ -123,6 +123,7 @@ def harms_tighter(
     priority: Mapping[str, int] | None = None,
     above: int = -1,
     marginal: bool = False,
+    other_than: str = "",
 ) -> float:
     """Expected tighter requests made late by queueing this request on ``e``'s worker.
 
@@ -131,14 +132,15 @@ def harms_tighter(
     explicit yield of a lower priority). ``marginal``: only the requests late *because of
     this one*, those arriving while its own share of the wait (``cost_ms``) lies above the
     slack: ``min(after - slack, cost)`` instead of ``after - slack`` (a worker already past
-    the slack makes the class late without it).
+    the slack makes the class late without it). ``other_than``: a model whose classes do
+    not count (the request's own).
     """
     s = e.state
     after = e.predicted_ms - s.rtt_ms - e.service_ms + e.cost_ms
     worst = 0.0
     for idx, pos, m in s.slots:
         t = tight.get(m)
-        if t is None or t >= slo_ms:
+        if t is None or t >= slo_ms or m == other_than:
             continue
         if priority is not None and priority.get(m, 0) <= above:
             continue

@@ -452,12 +452,13 @@ class SynergAI:
                 and harms_tighter(
                     e0,
                     slo,
-                    {k: t for k, t in self.tight.items() if k != m},
+                    self.tight,
                     self._rate_of(now),
                     now,
                     self.priority,
                     0,
                     marginal=True,
+                    other_than=m,
                 )
                 >= YIELD_HARM
                 and self._may_shed(e0, m, req.batch, now, slo, own=False)
