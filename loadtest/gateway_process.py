@@ -40,6 +40,9 @@ class StackError(RuntimeError):
     """A process of the benchmark stack did not start; the message ends with its log tail."""
 
 
+_PORT_RETRIES = 3
+"""Restarts on new ports after a start-up lost to "address already in use"."""
+
 Store = Literal["redis", "memory"]
 """How a :class:`GatewayProcess` keeps shared state: Redis (``synergai serve``) or in-process."""
 
@@ -86,8 +89,10 @@ class GatewayProcess:
         self.name = name
         self.store = store
         self.port, self.grpc_port = free_ports(2)
+        self._fixed_port = port is not None
         if port is not None:
             self.port = port
+        self._port_retries = 0
         self.log_path = workdir / f"gateway-{name}.log"
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
@@ -164,6 +169,8 @@ class GatewayProcess:
             if self.proc is None or self.proc.poll() is not None:
                 code = None if self.proc is None else self.proc.returncode
                 self.stop()
+                if self._lost_its_port():
+                    continue
                 raise StackError(
                     f"gateway {self.name} exited (code {code}); log {self.log_path}:\n"
                     f"{tail_lines(self.log_path, 30)}"
@@ -178,6 +185,22 @@ class GatewayProcess:
                     f"{tail_lines(self.log_path, 30)}"
                 )
             time.sleep(0.1)
+
+    def _lost_its_port(self) -> bool:
+        """After an exit at start-up: restart on new ports if another process took one.
+
+        A free port can be taken between :func:`free_ports` and the bind (another test's
+        server); Triton's launcher retries the same way. At most ``_PORT_RETRIES`` times, and
+        never when the caller fixed the REST port.
+        """
+        tail = tail_lines(self.log_path, 30).lower()
+        in_use = "address already in use" in tail or "cannot bind" in tail
+        if not in_use or self._fixed_port or self._port_retries >= _PORT_RETRIES:
+            return False
+        self._port_retries += 1
+        self.port, self.grpc_port = free_ports(2)
+        self.start()
+        return True
 
     def metrics(self) -> str:
         """The gateway's ``/metrics`` text ("" when unreachable)."""

@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -79,30 +78,28 @@ class Ports:
 def free_ports(count: int) -> list[int]:
     """``count`` distinct loopback ports that were free a moment ago.
 
-    All sockets are held open until every port is chosen, so one call never returns the same
-    port twice; another process may still take one before Triton binds it, which
-    :meth:`TritonServer.wait_ready` handles by retrying on new ports.
+    Drawn by :func:`gateway.core.net.free_port`: below the kernel's ephemeral range (where no
+    outgoing connection takes them) and never handed out twice by this process while recent,
+    so two servers set up one after the other (two gateway replicas, a Triton fleet) never
+    get the same port. Another process may still take one before its server binds it, which
+    :meth:`TritonServer.wait_ready` and ``GatewayProcess.wait_ready`` handle by retrying on
+    new ports.
     """
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    from gateway.core.net import free_port
+
+    return [free_port() for _ in range(count)]
 
 
 def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
-    """``GET http://127.0.0.1:port/path``; ``(0, b"")`` when nothing answers."""
+    """``GET http://127.0.0.1:port/path``; ``(0, b"")`` when no HTTP server answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read()
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # HTTPException: something other than an HTTP/1 server answered (a port taken by
+        # another process's gRPC listener, say), which is "not this server" too.
         return 0, b""
     finally:
         conn.close()

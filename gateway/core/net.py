@@ -62,6 +62,12 @@ def free_port(host: str = "127.0.0.1") -> int:
             if port not in _recent and _binds(host, port):
                 _recent.append(port)
                 return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    port = 0
+    for _ in range(_TRIES):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _recent:
+            break
+    _recent.append(port)
+    return port
