@@ -120,16 +120,14 @@ def harms_tighter(
     tight: Mapping[str, float],
     rate_of: RateOf,
     now: float,
-    priority: Mapping[str, int] | None = None,
-    above: int = -1,
     marginal: bool = False,
     other_than: str = "",
 ) -> float:
     """Expected tighter requests made late by queueing this request on ``e``'s worker.
 
     See the module docstring; the largest over the tighter classes is returned (requests,
-    dimensionless). With ``priority``, only classes of priority above ``above`` count (an
-    explicit yield of a lower priority). ``marginal``: only the requests late *because of
+    dimensionless). An explicit yield of a lower priority passes only the classes above it
+    as ``tight`` (``SynergAI.above``). ``marginal``: only the requests late *because of
     this one*, those arriving while its own share of the wait (``cost_ms``) lies above the
     slack: ``min(after - slack, cost)`` instead of ``after - slack`` (a worker already past
     the slack makes the class late without it). ``other_than``: a model whose classes do
@@ -141,8 +139,6 @@ def harms_tighter(
     for idx, pos, m in s.slots:
         t = tight.get(m)
         if t is None or t >= slo_ms or m == other_than:
-            continue
-        if priority is not None and priority.get(m, 0) <= above:
             continue
         assert isinstance(idx, PoolIndex)
         slack = t - s.rtt_ms - s.cfac[m] * idx.p99_1

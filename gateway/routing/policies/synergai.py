@@ -4,9 +4,12 @@ The base decision is **earliest completion** (EC): with exact profiles and a lig
 nothing beats it (that is ``profile_static``). Every other step is a *deviation*, and each
 obeys one safety property (docs/routing.md, "Safety"):
 
-    a request that fits somewhere (tail <= SLO) is only ever sent where it also fits;
-    it is sent where it is predicted late, or shed, only to make way for a *higher*
-    priority (an explicit yield), or when it fits nowhere (best effort / shed);
+    a request that fits somewhere (tail <= SLO) is only ever sent where it also fits,
+    or, to make way for a tighter class of its own or a higher priority, where it is
+    still on time on average (an explicit yield: at most even odds of one violation, for
+    at least one spared); it is sent where it is predicted late, or shed, only to make way
+    for a *higher* priority, or for a tighter class of its own priority on a saturated pool,
+    or when it fits nowhere (best effort / shed);
     and every deviation stops, per class and overall, when the online self-check
     (:mod:`gateway.routing.selfcheck`) sees it lose against EC replayed on the same arrivals.
 
@@ -95,16 +98,28 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    :class:`gateway.routing.rates.PoolRates`; a request sent or shed where it is out of reach
    counts where it could be on time, :meth:`SynergAI._home`). A fit doing less than one
    request of harm is taken, earliest first (``fit_tight``). Otherwise, if the harm falls on
-   classes of *higher priority* than the request's (``>= 1`` request), the request yields
-   explicitly: to the earliest harmless candidate when that is still predicted on time on
-   average (``yield``), else a priority-0 request is shed (``shed_yield``). That shed rests
-   on the harm to others, not on its own prediction: it is taken on a prediction with a
+   tighter classes of the *same or a higher priority* than the request's (``>= 1``
+   request; per class: the tightest SLO among a model's classes of those priorities,
+   :meth:`SynergAI.above`, never a model's tightest SLO paired with its highest priority,
+   which weighed classes that need not exist: wild-2-036; at its own priority, other
+   models' classes only, the model's pool rate mixing its own class in), the request
+   yields explicitly to the earliest candidate harmless to them when that is still
+   predicted on time on average (``yield``: it costs the request at most even odds of a
+   violation and spares at least one). Else a priority-0 request is shed (``shed_yield``)
+   when the harm to *higher* priorities alone is ``>= 1``, or when EC's worker is busy and
+   its pool saturated (:meth:`SynergAI._saturated_at`: the queue does not drain, so the
+   wait it adds is borne by the requests after it; overload-101003: 43.4 % violations,
+   22.0 % with both, 95.5 % for EC). Below saturation a tighter class of the same priority
+   is never paid for with a shed: the harm is an estimate, and a shed costs a whole
+   request (each such shed rule measured made losers at light load). That shed rests on
+   the harm to others, not on its own prediction: it is taken on a prediction with a
    sample within ``stale_s``, else all but one request per worker and model every
    ``max(PROBE_MIN_S, service / PROBE_SHARE)`` (a probe, served: at most ``PROBE_SHARE`` of
    one instance's time). Otherwise ``e0`` (``fit_unprotected``). A *single candidate* (the
    model on one pool) has nothing to yield to: a priority-0 request is shed there
    (``shed_yield``, the same probe rule) when its *marginal* harm to higher-priority classes
-   of other models is at least one request (``harms_tighter(..., marginal=True)``: only the
+   of other models (same-priority ones too on a saturated pool) is at least one request
+   (``harms_tighter(..., marginal=True)``: only the
    requests late because of this one, a shed being a certain loss of one; overload-101028:
    84.4 % violations, 12.3 % with it), else ``e0`` (``fit``).
 7. *explore*: with probability ``explore`` (2 %), among the protected alternatives whose
@@ -171,6 +186,7 @@ YIELD_HARM = 1.0
 
 _NAN = math.nan
 _PROBES_MAX = 65536  # probe clocks kept (worker x model); cleared when full: bounded memory
+_ABOVE_MAX = 64  # priorities whose classes-above map is cached; cleared when full
 _YIELDS = frozenset(("yield", "shed_yield"))
 _AWAY = frozenset(("best_effort", "ec_fallback"))
 """Decisions that may send a request where it is out of reach (:meth:`SynergAI._home`); a
@@ -254,6 +270,9 @@ class SynergAI:
         self.stale_s = stale_s
         self.tight: dict[str, float] = {}
         self.priority: dict[str, int] = {}
+        self._classes: dict[str, dict[int, float]] = {}
+        """Per model, per priority: that class's tightest SLO (``RELAX`` as :attr:`tight`)."""
+        self._above_cache: dict[int, dict[str, float]] = {}
         self.rates = PoolRates()
         """Per (pool, model), the requests sent there or shed from there (the demand a harm
         weighs)."""
@@ -281,6 +300,38 @@ class SynergAI:
         self.tight[m] = slo if t is None or slo < t else t + (slo - t) * RELAX
         if req.priority > self.priority.get(m, 0):
             self.priority[m] = req.priority
+        by = self._classes.get(m)
+        if by is None:
+            by = self._classes[m] = {}
+        t = by.get(req.priority)
+        c = slo if t is None or slo < t else t + (slo - t) * RELAX
+        if c != t:
+            by[req.priority] = c
+            if self._above_cache:
+                self._above_cache.clear()
+
+    def above(self, priority: int) -> dict[str, float]:
+        """Per model, the tightest SLO of its classes of priority above ``priority``: the
+        classes a request of that priority makes way for (step 4, and step 6's sheds below
+        saturation); ``above(p - 1)`` adds priority ``p``'s own (step 6's yields).
+
+        Per class, not the model's tightest SLO paired with its highest priority: a model
+        with a loose top-priority class and a tight low-priority one has no tight class
+        above, and weighing one would shed for a class that does not exist (wild-2-036:
+        ``m2-gen`` at priority 1 with 1,886 ms and priority 0 with 366 ms read as a 366 ms
+        priority-1 class, and batch-16 ``m8-asr`` of priority 0 was shed for it).
+        """
+        out = self._above_cache.get(priority)
+        if out is None:
+            out = {}
+            for m, by in self._classes.items():
+                ts = [t for q, t in by.items() if q > priority]
+                if ts:
+                    out[m] = min(ts)
+            if len(self._above_cache) >= _ABOVE_MAX:
+                self._above_cache.clear()
+            self._above_cache[priority] = out
+        return out
 
     def _offered(self, e: Estimate, now: float) -> float:
         """The offered load of ``e``'s pool per slot (1: every slot busy on average): the
@@ -293,6 +344,10 @@ class SynergAI:
             k = idx.available()
             n = k if k > n else n
         return self._work.rate(s.pool, "", now) / 1000.0 / (n * len(s.free))
+
+    def _saturated_at(self, e: Estimate, now: float) -> bool:
+        """``e``'s worker is busy and its pool saturated (steps 3 and 6)."""
+        return not _spare(e) and self._offered(e, now) >= 1.0
 
     def _may_shed(
         self, e: Estimate, model: str, batch: int, now: float, slo_ms: float, own: bool = True
@@ -446,19 +501,12 @@ class SynergAI:
             if ec is not None:
                 e0, fits = ec, [ec, *fits]
         if len(ests) == 1:  # no alternative to deviate or yield to: only a shed
+            level = self.above(-1 if self._saturated_at(e0, now) else 0)
             if (
                 req.priority == 0
-                and self.priority
+                and level
                 and harms_tighter(
-                    e0,
-                    slo,
-                    self.tight,
-                    self._rate_of(now),
-                    now,
-                    self.priority,
-                    0,
-                    marginal=True,
-                    other_than=m,
+                    e0, slo, level, self._rate_of(now), now, marginal=True, other_than=m
                 )
                 >= YIELD_HARM
                 and self._may_shed(e0, m, req.batch, now, slo, own=False)
@@ -484,8 +532,7 @@ class SynergAI:
         self, req: Request, ests: list[Estimate], e0: Estimate, now: float, rng: random.Random
     ) -> Estimate | None:
         """Step 4: EC's worker when it is on time and the fit ``e0`` crowds a higher priority."""
-        prio, slo = self.priority, req.slo_ms
-        above = {m: t for m, t in self.tight.items() if prio.get(m, 0) > req.priority}
+        slo, above = req.slo_ms, self.above(req.priority)
         if not above:
             return None
         ec = pick_min(ests, predicted_latency, rng)
@@ -504,25 +551,38 @@ class SynergAI:
         now: float,
         rng: random.Random,
     ) -> tuple[Decision, Estimate | None, Estimate]:
-        """Step 6: harmless fits first; an explicit yield only to a higher priority."""
+        """Step 6: harmless fits first; then an explicit yield for a tighter class of the same
+        or a higher priority, where the request is on time on average; a shed only for a
+        higher priority, or for the same priority on a saturated pool.
+        """
         slo, tight, rate_of = req.slo_ms, self.tight, self._rate_of(now)
         keep = [e for e in fits if harms_tighter(e, slo, tight, rate_of, now) < 1.0]
         if keep:
             e = pick_min(keep, predicted_latency, rng)
             return _decide(e, "fit_tight"), e, e0
-        prio = self.priority
-        over = harms_tighter(e0, slo, tight, rate_of, now, prio, req.priority)
-        if over >= YIELD_HARM:
-            other = [
-                e
-                for e in ests
-                if harms_tighter(e, slo, tight, rate_of, now, prio, req.priority) < 1.0
-            ]
+        p, m = req.priority, req.model
+        above, level = self.above(p), self.above(p - 1)
+
+        def harm(e: Estimate) -> float:
+            # higher priorities, the request's own model included; its own priority, other
+            # models only (the model's pool rate mixes the request's own class in)
+            h = harms_tighter(e, slo, above, rate_of, now)
+            return max(h, harms_tighter(e, slo, level, rate_of, now, other_than=m))
+
+        if harm(e0) >= YIELD_HARM:
+            other = [e for e in ests if harm(e) < 1.0]
             if other:
                 e = pick_min(other, predicted_latency, rng)
                 if e.predicted_ms <= slo:
                     return _decide(e, "yield"), e, e0
-            if req.priority == 0 and self._may_shed(e0, req.model, req.batch, now, slo, own=False):
+            if (
+                p == 0
+                and (
+                    self._saturated_at(e0, now)
+                    or harms_tighter(e0, slo, above, rate_of, now) >= YIELD_HARM
+                )
+                and self._may_shed(e0, req.model, req.batch, now, slo, own=False)
+            ):
                 return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
         return _decide(e0, "fit_unprotected"), e0, e0
 

@@ -404,6 +404,75 @@ def test_yield_is_explicit_and_weighs_per_worker_rates(
 
 
 @pytest.mark.parametrize(
+    ("slo", "worker", "reason"), [(22.2, "c0", "yield"), (19.0, "e", "fit_unprotected")]
+)
+def test_a_yield_makes_way_for_a_tighter_class_of_the_same_priority(
+    view: FleetView, rng: random.Random, slo: float, worker: str, reason: str
+) -> None:
+    """Step 6 at the same priority: ``m``'s only fit (the edge) would make many ``tiny``
+    requests of its own priority late. It yields to the cloud where that is still on time
+    on average (22.0 ms predicted, 22.4 ms tail: not a fit): the yield costs it at most
+    even odds of one violation, and spares at least one. Where the cloud is late on
+    average (19 ms SLO) it is served: a shed would cost a whole request on an estimate."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    _tiny_stream(pol, view, rng, 600, 0)
+    for w in ("e0", "e1"):  # 5 ms of queue on each edge worker
+        _calibrate(view, w, "m", 1.0)
+        view.start(w, Request("m", 1e6), 5.0, 1.0)
+    d = pol.choose(Request("m", slo, priority=0), view, 1.0, rng)
+    assert d.reason == reason and d.worker is not None and d.worker.startswith(worker)
+
+
+@pytest.mark.parametrize(
+    ("saturated", "reason"), [(False, "fit_unprotected"), (True, "shed_yield")]
+)
+def test_a_saturated_pool_makes_way_for_a_tighter_class_of_the_same_priority(
+    view: FleetView, rng: random.Random, saturated: bool, reason: str
+) -> None:
+    """Step 6 at the same priority: ``m`` (priority 0) would make many priority-0 ``tiny``
+    requests late on its only fit, and no other candidate is on time. Below saturation it
+    is served (``fit_unprotected``): the queue drains between arrivals and the harm is an
+    estimate. On a saturated pool (the work offered to it is at least its slots, the
+    worker busy) the queue does not drain: the service it would take is taken from the
+    requests after it, so a shed that spares at least one of them is a net gain."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    _tiny_stream(pol, view, rng, 600, 0)
+    for w in ("e0", "e1"):  # busy: 15 ms of queue, more than one 10 ms service
+        _calibrate(view, w, "m", 1.0)
+        view.start(w, Request("m", 1e6), 15.0, 1.0)
+    for _ in range(2):  # the cloud is late too (30 ms on both slots): nowhere to yield to
+        view.start("c0", Request("m", 1e6), 30.0, 1.0)
+    if saturated:  # 4 s of work per second offered to the 2 one-slot edge workers
+        for i in range(400):
+            pol._work.add("edge", "", i / 400, 10.0)
+    d = pol.choose(Request("m", 40.0, priority=0), view, 1.0, rng)
+    assert d.reason == reason
+
+
+def test_a_yield_weighs_classes_not_a_models_tightest_slo_and_top_priority(
+    view: FleetView, rng: random.Random
+) -> None:
+    """``tiny`` has a tight class of priority 0 and a loose one of priority 1: there is no
+    tight class above priority 0, so a priority-0 ``m`` request does not yield to one. Read
+    as the model's tightest SLO (3 ms) with its highest priority (1), it was shed for a class
+    that does not exist (wild-2-036: batch-16 priority-0 requests shed, 15 of 28 per trace,
+    where earliest completion had them all on time)."""
+    pol = SynergAI(explore=0.0, self_check=False)
+    _tiny_stream(pol, view, rng, 600, 0)
+    pol.choose(Request("tiny", 1000.0, priority=1), view, 1.0, rng)
+    assert pol.tight["tiny"] < 19.0 and pol.priority["tiny"] == 1  # the old pairing
+    assert pol.above(0) == {"tiny": 1000.0} and pol.above(1) == {}
+    for w in ("e0", "e1"):
+        _calibrate(view, w, "m", 1.0)
+        view.start(w, Request("m", 1e6), 5.0, 1.0)
+    d = pol.choose(Request("m", 19.0, priority=0), view, 1.0, rng)
+    assert (d.reason, d.worker is not None and d.worker.startswith("e")) == (
+        "fit_unprotected",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
     ("tiny_n", "queue_ms", "tiny_prio", "priority", "reason"),
     [
         (600, 5.0, 1, 0, "shed_yield"),  # frequent tight traffic of a higher priority
