@@ -7,7 +7,6 @@ Every test here is marked ``browser``; without ``chromium`` on PATH they skip (i
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+
+from gateway.core.net import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -78,12 +79,6 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Chromium:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
