@@ -479,13 +479,12 @@ class SynergAI:
                         return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
                     if req.priority < self.priority.get(m, 0) and not _spare(e):
                         return Decision(None, e.predicted_ms, 0.0, "shed_yield"), None, e
-                    if not _spare(e) and self._offered(e, now) >= 1.0:  # any priority
+                    if self._saturated_at(e, now):  # any priority
                         self._saturated[m] = now
                         return Decision(None, e.predicted_ms, 0.0, "shed_slo"), None, e
             elif (
-                not _spare(e)
-                and now - self._saturated.get(m, -math.inf) <= SATURATED_S
-                and self._offered(e, now) >= 1.0
+                now - self._saturated.get(m, -math.inf) <= SATURATED_S
+                and self._saturated_at(e, now)
                 and self._may_shed(e, m, req.batch, now, slo)
             ):
                 return Decision(None, e.predicted_ms, 0.0, "shed_saturated"), None, e
@@ -501,17 +500,17 @@ class SynergAI:
             if ec is not None:
                 e0, fits = ec, [ec, *fits]
         if len(ests) == 1:  # no alternative to deviate or yield to: only a shed
-            level = self.above(-1 if self._saturated_at(e0, now) else 0)
-            if (
-                req.priority == 0
-                and level
-                and harms_tighter(
-                    e0, slo, level, self._rate_of(now), now, marginal=True, other_than=m
-                )
-                >= YIELD_HARM
-                and self._may_shed(e0, m, req.batch, now, slo, own=False)
-            ):
-                return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
+            if req.priority == 0:
+                level = self.above(-1 if self._saturated_at(e0, now) else 0)
+                if (
+                    level
+                    and harms_tighter(
+                        e0, slo, level, self._rate_of(now), now, marginal=True, other_than=m
+                    )
+                    >= YIELD_HARM
+                    and self._may_shed(e0, m, req.batch, now, slo, own=False)
+                ):
+                    return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
             return _decide(e0, "fit"), e0, e0
         tight = self.tight
         lim = (1.0 - MARGIN) * slo
