@@ -568,18 +568,16 @@ class SynergAI:
             h = harms_tighter(e, slo, above, rate_of, now)
             return max(h, harms_tighter(e, slo, level, rate_of, now, other_than=m))
 
-        if harm(e0) >= YIELD_HARM:
-            other = [e for e in ests if harm(e) < 1.0]
+        over = harms_tighter(e0, slo, above, rate_of, now)  # higher priorities alone
+        if max(over, harms_tighter(e0, slo, level, rate_of, now, other_than=m)) >= YIELD_HARM:
+            other = [e for e in ests if e is not e0 and harm(e) < 1.0]
             if other:
                 e = pick_min(other, predicted_latency, rng)
                 if e.predicted_ms <= slo:
                     return _decide(e, "yield"), e, e0
             if (
                 p == 0
-                and (
-                    self._saturated_at(e0, now)
-                    or harms_tighter(e0, slo, above, rate_of, now) >= YIELD_HARM
-                )
+                and (over >= YIELD_HARM or self._saturated_at(e0, now))
                 and self._may_shed(e0, req.model, req.batch, now, slo, own=False)
             ):
                 return Decision(None, e0.predicted_ms, 0.0, "shed_yield"), None, e0
