@@ -51,9 +51,12 @@ Pipeline, O(pools) per decision (filter -> score -> pick):
    is the evidence a lagging prediction needs (after each slowdown of a 4-slot worker, its
    model was shed until the last slow sample aged past the probe gap: wild-6-060, 58.1 %
    against 54.6 % for EC, 54.9 % now). A shed gives no
-   sample, so on an uncalibrated prediction the first such shed per worker and model starts
-   a probe clock, and after it the request is served, as EC would, whenever EC's worker has
-   room (a free probe: its wait is at most one service), else once per
+   sample, so on an uncalibrated prediction a request is served, as EC would, whenever EC's
+   worker has room (a free probe: its wait is at most one service) and it is neither
+   hopeless there nor a threat to a tighter class's budget (the first request of every
+   worker and model was shed there before, often a coin flip on a free slot: mixed-207009);
+   otherwise the first such shed per worker and model starts a probe clock, and after it
+   the request is served whenever EC's worker has room, else once per
    ``max(PROBE_MIN_S, service / PROBE_SHARE)``; the samples calibrate it. Shedding on one
    probe's sample shed a whole class of a 2.4x pessimistic profile for the run
    (miscalibrated-106013: 28 % against 16 % for EC, 6.7 % now);
@@ -368,9 +371,10 @@ class SynergAI:
         idle worker (:func:`_idle`) serving it spares nobody a wait, so it is served unless a
         tighter class's budget is at stake or it is out of reach there even at the profile's
         speed (:func:`_out_of_reach`: a deadline no evidence could meet is answered at once).
-        On an uncalibrated prediction, or a spare worker's stale one, after the first shed
-        the request is served whenever the worker has room (a free probe), and its sample
-        calibrates it.
+        On an uncalibrated prediction, or a spare worker's stale one, the request is served
+        whenever the worker has room (a free probe) unless it is hopeless there
+        (``HOPELESS``) or a tighter class's budget is at stake, and then after the first shed;
+        its sample calibrates it.
         Otherwise (an explicit yield of a fit, which rests on the harm to others): on a
         prediction with a sample within ``stale_s``. Else the probe clock: the first shed
         starts it, one request is served every ``max(PROBE_MIN_S, service / PROBE_SHARE)``.
@@ -399,8 +403,11 @@ class SynergAI:
                     ):
                         return False  # a free slot: the shed would free nothing anyone waits for
                     return _last_late(e, c, slo_ms, now)
-            if last is not None and spare:
-                return False  # a free probe: nobody waits behind it
+            if spare and (
+                last is not None
+                or (self._protects(e, slo_ms, now) and estimate_p_late(e, slo_ms) < HOPELESS)
+            ):
+                return False  # no fresh evidence, nobody waits behind it: served, a free probe
         elif now - _last_sample(e, model) <= self.stale_s:
             return True
         if last is not None and now - last < gap:

@@ -135,6 +135,33 @@ def test_uncalibrated_shed_on_a_busy_worker_keeps_the_probe_clock(
     assert got[2][1] == got[4][1] == "best_effort"
 
 
+@pytest.mark.parametrize("wait_ms", [0.0, 1.0])
+def test_an_uncalibrated_spare_worker_serves_a_coin_flip(
+    view: FleetView, rng: random.Random, wait_ms: float
+) -> None:
+    """No fresh evidence and nobody waiting behind it (a spare worker: its wait at most one
+    service): a request late on average but not hopeless is served, as EC would serve it,
+    and its answer is the sample the prediction lacks. The probe clock's first shed is kept
+    for the hopeless and for busy workers. (It shed the first such request of every worker
+    and model, often a coin flip on a free slot of a 24-slot pool: eight over four traces of
+    mixed-207009, where EC had six of the eight on time.)"""
+    pol = SynergAI(explore=0.0, self_check=False)
+    _busy_edge(view, 0.0)
+    _hold_one_cloud_slot(view, 0.0)
+    if wait_ms:
+        view.start("c0", Request("m", 1e6), wait_ms, 0.0)
+    e = next(e for e in pool_estimates(view, "m", 1, 0.0) if e.state.id == "c0")
+    assert e.predicted_ms == pytest.approx(e.state.rtt_ms + wait_ms + e.service_ms)
+    coin = Request("m", e.predicted_ms - 0.05, priority=0)
+    assert 0.5 < estimate_p_late(e, coin.slo_ms) < HOPELESS
+    d = pol.choose(coin, view, 0.0, rng)
+    assert (d.worker, d.reason) == ("c0", "best_effort")
+    hopeless = Request("m", e.state.rtt_ms + 0.5, priority=0)
+    assert estimate_p_late(e, hopeless.slo_ms) >= HOPELESS
+    d = SynergAI(explore=0.0, self_check=False).choose(hopeless, view, 0.0, rng)
+    assert (d.worker, d.reason) == (None, "shed_slo")  # the first shed starts the clock
+
+
 def _cloud_sample(view: FleetView, t: float, service_ms: float) -> None:
     """One answer of the idle cloud (20 ms away) sent at ``t`` that took ``service_ms``."""
     r = Request("m", 1e6)
